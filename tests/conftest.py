@@ -101,10 +101,20 @@ class PgDatabase:
     admin_dsn: str
 
 
+# Databases of this run carry its token, so concurrent runs on one server never touch each other's.
+RUN_TOKEN = uuid.uuid4().hex[:6]
+RUN_PREFIX = f"frtest_{RUN_TOKEN}_"
+
+
+def test_database_name(purpose: str = "") -> str:
+    """A database name that belongs to this test run (checked and cleaned at the end)."""
+    return f"{RUN_PREFIX}{purpose}{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
 def pg_database(pg_admin_dsn: str) -> Iterator[PgDatabase]:
     """A fresh empty database for one test, dropped afterwards (connections terminated)."""
-    name = f"frtest_{uuid.uuid4().hex[:12]}"
+    name = test_database_name()
     with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -123,10 +133,12 @@ def drop_database(admin_dsn: str, name: str) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_test_databases_left(pg_admin_dsn: str) -> Iterator[None]:
-    """After the run, drop what tests left behind and fail loudly if anything was left."""
+    """After the run, drop what this run's tests left behind, and fail loudly if anything was."""
     yield
     with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'frtest_%'").fetchall()
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (RUN_PREFIX,)
+        ).fetchall()
     for (name,) in rows:
         drop_database(pg_admin_dsn, name)
     assert not rows, f"tests left databases behind: {[r[0] for r in rows]}"
