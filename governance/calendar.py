@@ -29,12 +29,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from governance.documents import Problems, join, load_yaml
+from governance.documents import Problems, join, load_yaml, problems_only
 from governance.inventory import check_timezone
 
 HORIZON = timedelta(days=400)
 _CHUNK = timedelta(days=35)  # windows are generated a chunk at a time, not for all 400 days
 MAX_CLOSE_DAYS = 20
+MIN_YEAR, MAX_YEAR = 1970, 9000  # keeps every date arithmetic far from datetime's limits
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOSES = ("month_end_close", "quarter_end_close", "year_end_close")
 _END_OF_DAY = "24:00"
@@ -139,9 +140,7 @@ class FreezeCalendar:
         limit = moment + HORIZON
         freezes = self._freezes(moment, limit)
         containing = [f for f in freezes if f.start <= moment < f.end]
-        in_window = not self.deployment_windows or any(
-            w.start <= moment < w.end for w in self._windows(moment, moment)
-        )
+        in_window = self._in_window(moment)
         reasons = [
             f"frozen: {f.reason} ({_iso(self._local(f.start))} to {_iso(self._local(f.end))})"
             for f in containing
@@ -161,6 +160,12 @@ class FreezeCalendar:
             next_allowed=self._local(next_allowed) if next_allowed else None,
             freeze_ends=self._local(containing[0].end) if containing else None,
         )
+
+    def allows(self, at: datetime) -> bool:
+        """Whether a deployment may start at `at` (no search for the next allowed start)."""
+        moment = self._utc(at)
+        frozen = any(f.start <= moment < f.end for f in self._freezes(moment, moment))
+        return not frozen and self._in_window(moment)
 
     def periods(self, start: datetime, end: datetime) -> list[Period]:
         """Freezes and deployment windows overlapping [start, end), in order.
@@ -195,6 +200,11 @@ class FreezeCalendar:
             if reached >= limit:
                 return None
         return self._local(reached)
+
+    def _in_window(self, moment: datetime) -> bool:
+        return not self.deployment_windows or any(
+            w.start <= moment < w.end for w in self._windows(moment, moment)
+        )
 
     # --- the search ------------------------------------------------------------------------
 
@@ -293,7 +303,9 @@ class FreezeCalendar:
                 if day.weekday() in window.days:
                     start = self._resolve(datetime.combine(day, window.start))
                     end_day = datetime.combine(day + timedelta(days=1), time(0))
-                    end = self._resolve(datetime.combine(day, window.end) if window.end else end_day)
+                    end = self._resolve(
+                        datetime.combine(day, window.end) if window.end else end_day
+                    )
                     if start < end:
                         spans.append(_Span(start, end, window.describe()))
             day += timedelta(days=1)
@@ -365,7 +377,8 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     for span in sorted(spans, key=lambda s: (s.start, s.end)):
         if merged and span.start <= merged[-1].end:
             last = merged[-1]
-            reason = last.reason if span.reason in last.reason else f"{last.reason} + {span.reason}"
+            known = last.reason.split(" + ")
+            reason = last.reason if span.reason in known else f"{last.reason} + {span.reason}"
             merged[-1] = _Span(last.start, max(last.end, span.end), reason)
         else:
             merged.append(span)
@@ -386,6 +399,7 @@ def _iso(moment: datetime | None) -> str | None:
 _KEYS = ("holidays", "fiscal_year_end_month", *_CLOSES, "blackouts", "deployment_windows")
 
 
+@problems_only
 def parse_calendar(text: str, name: str = "") -> FreezeCalendar:
     """Parse a calendar YAML; raise `ValidationFailed` listing every problem."""
     document = load_yaml(text)
@@ -454,7 +468,7 @@ def _close(value: Any, path: str, problems: Problems) -> Close | None:
 
 
 def _local_time_of_day(value: Any, path: str, problems: Problems, allow_24: bool) -> Any:
-    """"HH:MM" -> time; "24:00" -> None when allowed. Returns False on a problem."""
+    """ "HH:MM" -> time; "24:00" -> None when allowed. Returns False on a problem."""
     if allow_24 and value == _END_OF_DAY:
         return None
     if isinstance(value, str) and len(value) == 5 and value[2] == ":":
@@ -507,6 +521,9 @@ def _local_datetime(value: Any, path: str, problems: Problems) -> datetime | Non
         return None
     if moment.tzinfo is not None:
         problems.add(path, "must be a local time without offset (the calendar's zone applies)")
+        return None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        problems.add(path, f"must be a year from {MIN_YEAR} to {MAX_YEAR}, not {moment.year}")
         return None
     return moment
 

@@ -12,13 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from governance.documents import Problems, join, load_yaml
+from governance.documents import Problems, join, load_yaml, problems_only
 
 TIERS = ("shared", "dedicated")
 DEPLOYMENT_ROLES = ("web", "worker", "cron")
 _NAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_REQUIRED = ("name", "tier", "namespace", "deployments", "db_server", "database", "filestore")
-_REQUIRED += ("url", "timezone", "calendar")
+_REQUIRED = (
+    "name",
+    "tier",
+    "namespace",
+    "deployments",
+    "db_server",
+    "database",
+    "filestore",
+    "url",
+    "timezone",
+    "calendar",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Inventory:
         return tuple(t.name for t in self.tenants)
 
 
+@problems_only
 def parse_inventory(text: str) -> Inventory:
     """Parse `tenants.yaml`; raise `ValidationFailed` listing every problem."""
     document = load_yaml(text)
@@ -83,9 +94,13 @@ def _tenant(value: Any, path: str, problems: Problems) -> Tenant | None:
     item = problems.keys(value, path, _REQUIRED, ("container", "update_command"))
     if item is None or len(problems.items) > before:
         return None
-    name = problems.text(item["name"], join(path, "name"), _NAME, "must be a DNS label (a-z, 0-9, -)")
+    name = problems.text(
+        item["name"], join(path, "name"), _NAME, "must be a DNS label (a-z, 0-9, -)"
+    )
     tier = problems.choice(item["tier"], join(path, "tier"), TIERS)
-    namespace = problems.text(item["namespace"], join(path, "namespace"), _NAME, "must be a DNS label")
+    namespace = problems.text(
+        item["namespace"], join(path, "namespace"), _NAME, "must be a DNS label"
+    )
     deployments = _deployments(item["deployments"], join(path, "deployments"), problems)
     db_server = problems.text(
         item["db_server"],
@@ -123,8 +138,11 @@ def _deployments(value: Any, path: str, problems: Problems) -> dict[str, str] | 
     mapping = problems.keys(value, path, required=("web",), optional=DEPLOYMENT_ROLES)
     if mapping is None:
         return None
-    names = {role: problems.text(name, join(path, role), _NAME, "must be a DNS label")
-             for role, name in mapping.items() if role in DEPLOYMENT_ROLES}
+    names = {
+        role: problems.text(name, join(path, role), _NAME, "must be a DNS label")
+        for role, name in mapping.items()
+        if role in DEPLOYMENT_ROLES
+    }
     return {role: name for role, name in names.items() if name is not None}
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from governance.documents import Problems, join, load_yaml
+from governance.documents import Problems, join, load_yaml, problems_only
 
 RISK_CLASSES = ("low", "medium", "high", "emergency")
 
@@ -78,6 +78,7 @@ REHEARSE_SCOPES = ("canary", "all")
 PROMOTIONS = ("auto", "manual")
 
 
+@problems_only
 def parse_policy(text: str) -> ApprovalPolicy:
     """Parse `policy.yaml`; raise `ValidationFailed` listing every problem."""
     document = load_yaml(text)
@@ -105,7 +106,7 @@ def parse_policy(text: str) -> ApprovalPolicy:
 
 
 def _approvers(value: Any, problems: Problems) -> dict[str, tuple[str, ...]]:
-    roles = problems.keys(value, "approvers", optional=value.keys() if isinstance(value, dict) else ())
+    roles = problems.mapping(value, "approvers")
     result: dict[str, tuple[str, ...]] = {}
     for role, members in (roles or {}).items():
         path = join("approvers", str(role))
@@ -123,16 +124,14 @@ def _risk_rule(
     value: Any, path: str, name: str, approvers: dict[str, tuple[str, ...]], problems: Problems
 ) -> RiskRule | None:
     before = len(problems.items)
-    rule = problems.keys(
-        value, path, ("approvals",), ("rehearse", "promotion", "freeze_override")
-    )
+    rule = problems.keys(value, path, ("approvals",), ("rehearse", "promotion", "freeze_override"))
     if rule is None:
         return None
     quorum: dict[str, int] = {}
     if "approvals" in rule:
         apath = join(path, "approvals")
         wanted = rule["approvals"]
-        roles = problems.keys(wanted, apath, optional=wanted.keys() if isinstance(wanted, dict) else ())
+        roles = problems.mapping(wanted, apath)
         for role, count in (roles or {}).items():
             rpath = join(apath, str(role))
             number = problems.integer(count, rpath, minimum=1)
@@ -194,9 +193,7 @@ class ApprovalState:
         if self.quorum_met:
             return _refuse("decided", "release already approved: every quorum is met")
         if attempt.at >= self.deadline:
-            return _refuse(
-                "expired", f"approval deadline {self.deadline.isoformat()} has passed"
-            )
+            return _refuse("expired", f"approval deadline {self.deadline.isoformat()} has passed")
         if attempt.spec_sha256 != self.spec_sha256:
             return _refuse(
                 "wrong_spec",
@@ -223,7 +220,8 @@ class ApprovalState:
             if earlier.approver == approval.approver:
                 if earlier.role == approval.role:
                     return _refuse(
-                        "already_approved", f"{approval.approver} already approved as {earlier.role}"
+                        "already_approved",
+                        f"{approval.approver} already approved as {earlier.role}",
                     )
                 return _refuse(
                     "other_role",
