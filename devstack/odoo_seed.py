@@ -248,14 +248,17 @@ def seed_odoo_database(
                 for i, (code, name, kind, _, _) in enumerate(JOURNALS, 1)
             ],
         )
+        # Cron jobs are scheduled from the real clock (like a live Odoo), so a freshly
+        # seeded tenant passes the `cron` smoke check; the entries keep their fixed dates.
+        next_run = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
         _copy(
             conn,
             "ir_cron",
             ["id", "name", "active", "nextcall", "interval_number", "interval_type"],
             [
-                f"1\tAccount: Post draft entries with auto_post enabled\tt\t{now}\t1\tdays\n",
-                f"2\tMail: Email Queue Manager\tt\t{now}\t1\tminutes\n",
-                f"3\tCurrency: rate update\tf\t{now}\t1\tdays\n",
+                f"1\tAccount: Post draft entries with auto_post enabled\tt\t{next_run}\t1\tdays\n",
+                f"2\tMail: Email Queue Manager\tt\t{next_run}\t1\tminutes\n",
+                f"3\tCurrency: rate update\tf\t{next_run}\t1\tdays\n",
             ],
         )
         lines = _copy_entries(conn, rng, entries, now)

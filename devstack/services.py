@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,45 @@ def azurite(state_dir: Path, port: int = 10000) -> ManagedProcess:
         state_dir=state_dir,
         ready=lambda: port_open("127.0.0.1", port),
         address=f"http://127.0.0.1:{port}/devstoreaccount1",
+    )
+
+
+def kubernetes_double(state_dir: Path, port: int) -> ManagedProcess:
+    """The SIMULATED Kubernetes API (apps/v1, batch/v1) with its rollout controller."""
+    return ManagedProcess(
+        name="kubernetes",
+        command=[sys.executable, "-m", "devstack.k8s", "--port", str(port),
+                 "--kubeconfig", str(state_dir / "kubeconfig")],
+        state_dir=state_dir,
+        ready=lambda: port_open("127.0.0.1", port),
+        address=f"http://127.0.0.1:{port} (SIMULATED)",
+    )
+
+
+@dataclass(frozen=True)
+class DoublePorts:
+    devops: int
+    monitor: int
+    webhooks: int
+    odoo: int
+
+
+def http_doubles(state_dir: Path, ports: DoublePorts, odoo_tenants: dict[str, str],
+                 work_items: list[int]) -> ManagedProcess:
+    """Azure DevOps, Azure Monitor, webhook receiver and Odoo JSON-RPC doubles in one process."""
+    command = [sys.executable, "-m", "devstack.doubles",
+               "--devops-port", str(ports.devops), "--monitor-port", str(ports.monitor),
+               "--webhooks-port", str(ports.webhooks), "--odoo-port", str(ports.odoo)]
+    for name, dsn in odoo_tenants.items():
+        command += ["--odoo-tenant", f"{name}={dsn}"]
+    for work_item in work_items:
+        command += ["--work-item", str(work_item)]
+    return ManagedProcess(
+        name="doubles",
+        command=command,
+        state_dir=state_dir,
+        ready=lambda: all(port_open("127.0.0.1", p) for p in (ports.devops, ports.monitor, ports.webhooks, ports.odoo)),
+        address=f"devops :{ports.devops} monitor :{ports.monitor} hooks :{ports.webhooks} odoo :{ports.odoo}",
     )
 
 

@@ -1,7 +1,9 @@
-"""`./dev up | down | status`: the embedded stack on one machine, no Docker, no cloud account.
+"""`./dev up | down | status | env`: the embedded stack on one machine, no Docker, no cloud account.
 
-`up` records what it started in `.finrelease/stack.json`; `down` stops exactly that;
-`env` prints the environment the workers and the CLI need to reach the stack.
+Services: Temporal dev server (+ UI), Azurite, PostgreSQL, the SIMULATED Kubernetes API, and
+the HTTP doubles of Azure DevOps, Azure Monitor, webhooks and Odoo JSON-RPC. Every port can
+be moved with an environment variable (see `StackPorts`). `up` records what it started in
+`<state>/stack.json`; `down` stops exactly that; `env` prints what workers and the CLI need.
 """
 
 from __future__ import annotations
@@ -9,60 +11,114 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from devstack.paths import state_dir
+import psycopg
+
+from devstack.paths import PROJECT_ROOT, state_dir
 from devstack.process import ManagedProcess
-from devstack.services import azurite, ensure_postgres, temporal_dev_server
+from devstack.services import (
+    DoublePorts,
+    azurite,
+    ensure_postgres,
+    http_doubles,
+    kubernetes_double,
+    temporal_dev_server,
+)
 
 STACK_FILE = "stack.json"
+DEMO_INVENTORY = PROJECT_ROOT / "examples" / "tenants.yaml"
+DEMO_WORK_ITEM = 4711
 
 
-def _port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+@dataclass(frozen=True)
+class StackPorts:
+    temporal: int = 7233
+    ui: int = 8233
+    azurite: int = 10000
+    postgres: int = 5432
+    kubernetes: int = 16443
+    devops: int = 18701
+    monitor: int = 18702
+    webhooks: int = 18703
+    odoo: int = 18069
+
+    @classmethod
+    def from_environment(cls) -> StackPorts:
+        """`FINRELEASE_<NAME>_PORT` overrides each default (e.g. FINRELEASE_UI_PORT)."""
+        values = {name: int(os.environ.get(f"FINRELEASE_{name.upper()}_PORT", default))
+                  for name, default in asdict(cls()).items()}
+        return cls(**values)
+
+    @property
+    def doubles(self) -> DoublePorts:
+        return DoublePorts(self.devops, self.monitor, self.webhooks, self.odoo)
 
 
-def _processes(root: Path) -> list[ManagedProcess]:
+def demo_tenant_databases() -> dict[str, str]:
+    """Tenant name -> database name of the demo inventory (what the Odoo double answers for)."""
+    from governance.inventory import parse_inventory
+
+    inventory = parse_inventory(DEMO_INVENTORY.read_text())
+    return {tenant.name: tenant.database for tenant in inventory.tenants}
+
+
+def _processes(root: Path, ports: StackPorts, pg_dsn: str = "") -> list[ManagedProcess]:
+    odoo_tenants = {name: psycopg.conninfo.make_conninfo(pg_dsn, dbname=database)
+                    for name, database in demo_tenant_databases().items()} if pg_dsn else {}
     return [
-        temporal_dev_server(root, _port("FINRELEASE_TEMPORAL_PORT", 7233), _port("FINRELEASE_UI_PORT", 8233)),
-        azurite(root, _port("FINRELEASE_AZURITE_PORT", 10000)),
+        temporal_dev_server(root, ports.temporal, ports.ui),
+        azurite(root, ports.azurite),
+        kubernetes_double(root, ports.kubernetes),
+        http_doubles(root, ports.doubles, odoo_tenants, [DEMO_WORK_ITEM]),
     ]
 
 
-def up(root: Path | None = None) -> dict[str, str]:
+def up(root: Path | None = None, ports: StackPorts | None = None) -> dict[str, str]:
     """Start every service (idempotent) and return the environment to reach them."""
     root = root or state_dir()
+    ports = ports or StackPorts.from_environment()
+    postgres = ensure_postgres(root, ports.postgres)
     started: dict[str, int] = {}
-    for process in _processes(root):
+    for process in _processes(root, ports, postgres.dsn):
         started[process.name] = process.start()
-        print(f"  {process.name:<10} {process.address}", flush=True)
-    postgres = ensure_postgres(root, _port("FINRELEASE_PG_PORT", 5432))
-    print(f"  {'postgres':<10} {_redact(postgres.dsn)} ({postgres.origin})", flush=True)
-    environment = stack_environment(root, postgres.dsn)
-    (root / STACK_FILE).write_text(
-        json.dumps({"pids": started, "postgres_origin": postgres.origin, "env": environment}, indent=2)
-    )
+        print(f"  {process.name:<11} {process.address}", flush=True)
+    print(f"  {'postgres':<11} {_redact(postgres.dsn)} ({postgres.origin})", flush=True)
+    environment = stack_environment(root, ports, postgres.dsn)
+    (root / STACK_FILE).write_text(json.dumps(
+        {"pids": started, "postgres_origin": postgres.origin, "ports": asdict(ports), "env": environment},
+        indent=2))
     return environment
 
 
-def stack_environment(root: Path, pg_dsn: str) -> dict[str, str]:
+def stack_environment(root: Path, ports: StackPorts, pg_dsn: str) -> dict[str, str]:
+    """What the workers and the CLI need to reach this stack (local, demo-only credentials)."""
     from activities.azure_storage import azurite_connection_string
 
-    temporal_port = _port("FINRELEASE_TEMPORAL_PORT", 7233)
     return {
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "TEMPORAL_NAMESPACE": "default",
-        "FINRELEASE_UI_URL": f"http://127.0.0.1:{_port('FINRELEASE_UI_PORT', 8233)}",
-        "AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(_port("FINRELEASE_AZURITE_PORT", 10000)),
+        "FINRELEASE_UI_URL": f"http://127.0.0.1:{ports.ui}",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(ports.azurite),
         "FINRELEASE_PG_DSN": pg_dsn,
+        "FINRELEASE_PG_MAIN_DSN": pg_dsn,
+        "FINRELEASE_KUBECONFIG": str(root / "kubeconfig"),
+        "AZURE_DEVOPS_ORG_URL": f"http://127.0.0.1:{ports.devops}/contoso",
+        "AZURE_DEVOPS_PROJECT": "Finance",
+        "AZURE_DEVOPS_PAT": os.environ.get("AZURE_DEVOPS_PAT", "demo-pat"),
+        "FINRELEASE_TEAMS_WEBHOOKS": f"http://127.0.0.1:{ports.webhooks}/hooks/teams",
+        "FINRELEASE_SLACK_WEBHOOKS": f"http://127.0.0.1:{ports.webhooks}/hooks/slack",
+        "FINRELEASE_SYNTHETIC_CHECKS": f"odoo=http://127.0.0.1:{ports.odoo}/{{tenant}}/web/health",
         "FINRELEASE_HOME": str(root),
     }
 
 
 def down(root: Path | None = None) -> list[str]:
-    """Stop exactly what `up` started; return the names stopped."""
+    """Stop exactly what `up` started (never a PostgreSQL we did not start); return names."""
     root = root or state_dir()
-    stopped = [p.name for p in _processes(root) if p.stop()]
+    ports = _recorded_ports(root)
+    stopped = [p.name for p in _processes(root, ports) if p.stop()]
     (root / STACK_FILE).unlink(missing_ok=True)
     return stopped
 
@@ -71,27 +127,34 @@ def status(root: Path | None = None) -> list[tuple[str, str, str, bool]]:
     """(service, address, pid, healthy) for each service."""
     root = root or state_dir()
     rows = []
-    for process in _processes(root):
+    for process in _processes(root, _recorded_ports(root)):
         pid = process.pid()
         rows.append((process.name, process.address, str(pid or "-"), pid is not None and process.ready()))
     return rows
 
 
+def _recorded_ports(root: Path) -> StackPorts:
+    try:
+        return StackPorts(**json.loads((root / STACK_FILE).read_text())["ports"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return StackPorts.from_environment()
+
+
 def _redact(dsn: str) -> str:
-    if "@" in dsn and ":" in dsn.split("@")[0].split("//")[-1]:
-        scheme, rest = dsn.split("//", 1)
-        user = rest.split(":", 1)[0]
-        return f"{scheme}//{user}:***@{rest.split('@', 1)[1]}"
-    return dsn
+    """A DSN for display: the password, if any, replaced."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    if params.get("password"):
+        params["password"] = "***"
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     command = args[0] if args else "status"
     if command == "up":
-        print("finrelease embedded stack:", flush=True)
+        print("finrelease embedded stack (Kubernetes, Azure DevOps, Monitor and Odoo are SIMULATED):", flush=True)
         up()
-        print(f"state in {state_dir()}; `./dev down` stops it")
+        print(f"state in {state_dir()}; `./dev env` prints the environment; `./dev down` stops it")
         return 0
     if command == "down":
         stopped = down()
@@ -99,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "status":
         rows = status()
-        print(f"{'service':<10} {'address':<52} {'pid':>7}  healthy")
+        print(f"{'service':<11} {'address':<60} {'pid':>7}  healthy")
         for name, address, pid, healthy in rows:
-            print(f"{name:<10} {address:<52} {pid:>7}  {'yes' if healthy else 'no'}")
+            print(f"{name:<11} {address:<60} {pid:>7}  {'yes' if healthy else 'no'}")
         return 0 if all(row[3] for row in rows) else 1
     if command == "env":
         stack = json.loads((state_dir() / STACK_FILE).read_text())
