@@ -250,7 +250,9 @@ def seed_odoo_database(
         )
         # Cron jobs are scheduled from the real clock (like a live Odoo), so a freshly
         # seeded tenant passes the `cron` smoke check; the entries keep their fixed dates.
-        next_run = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
+        next_run = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(
+            tzinfo=None, microsecond=0
+        )
         _copy(
             conn,
             "ir_cron",

@@ -36,5 +36,7 @@ def node_binary(name: str) -> Path:
     """A binary of the pinned node packages (`devstack/node_modules/.bin/<name>`)."""
     candidate = DEVSTACK_DIR / "node_modules" / ".bin" / name
     if not candidate.exists():
-        raise FileNotFoundError(f"{candidate} is missing: run ./dev to install the pinned node packages")
+        raise FileNotFoundError(
+            f"{candidate} is missing: run ./dev to install the pinned node packages"
+        )
     return candidate

@@ -81,8 +81,15 @@ def kubernetes_double(state_dir: Path, port: int) -> ManagedProcess:
     """The SIMULATED Kubernetes API (apps/v1, batch/v1) with its rollout controller."""
     return ManagedProcess(
         name="kubernetes",
-        command=[sys.executable, "-m", "devstack.k8s", "--port", str(port),
-                 "--kubeconfig", str(state_dir / "kubeconfig")],
+        command=[
+            sys.executable,
+            "-m",
+            "devstack.k8s",
+            "--port",
+            str(port),
+            "--kubeconfig",
+            str(state_dir / "kubeconfig"),
+        ],
         state_dir=state_dir,
         ready=lambda: port_open("127.0.0.1", port),
         address=f"http://127.0.0.1:{port} (SIMULATED)",
@@ -97,12 +104,23 @@ class DoublePorts:
     odoo: int
 
 
-def http_doubles(state_dir: Path, ports: DoublePorts, odoo_tenants: dict[str, str],
-                 work_items: list[int]) -> ManagedProcess:
+def http_doubles(
+    state_dir: Path, ports: DoublePorts, odoo_tenants: dict[str, str], work_items: list[int]
+) -> ManagedProcess:
     """Azure DevOps, Azure Monitor, webhook receiver and Odoo JSON-RPC doubles in one process."""
-    command = [sys.executable, "-m", "devstack.doubles",
-               "--devops-port", str(ports.devops), "--monitor-port", str(ports.monitor),
-               "--webhooks-port", str(ports.webhooks), "--odoo-port", str(ports.odoo)]
+    command = [
+        sys.executable,
+        "-m",
+        "devstack.doubles",
+        "--devops-port",
+        str(ports.devops),
+        "--monitor-port",
+        str(ports.monitor),
+        "--webhooks-port",
+        str(ports.webhooks),
+        "--odoo-port",
+        str(ports.odoo),
+    ]
     for name, dsn in odoo_tenants.items():
         command += ["--odoo-tenant", f"{name}={dsn}"]
     for work_item in work_items:
@@ -111,7 +129,10 @@ def http_doubles(state_dir: Path, ports: DoublePorts, odoo_tenants: dict[str, st
         name="doubles",
         command=command,
         state_dir=state_dir,
-        ready=lambda: all(port_open("127.0.0.1", p) for p in (ports.devops, ports.monitor, ports.webhooks, ports.odoo)),
+        ready=lambda: all(
+            port_open("127.0.0.1", p)
+            for p in (ports.devops, ports.monitor, ports.webhooks, ports.odoo)
+        ),
         address=f"devops :{ports.devops} monitor :{ports.monitor} hooks :{ports.webhooks} odoo :{ports.odoo}",
     )
 
@@ -162,8 +183,17 @@ def private_postgres(state_dir: Path, port: int) -> ManagedProcess:
         )
     return ManagedProcess(
         name="postgres",
-        command=[str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(state_dir),
-                 "-c", "listen_addresses=127.0.0.1"],
+        command=[
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(state_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
         state_dir=state_dir,
         ready=lambda: port_open("127.0.0.1", port),
         address=f"127.0.0.1:{port}",

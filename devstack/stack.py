@@ -47,8 +47,10 @@ class StackPorts:
     @classmethod
     def from_environment(cls) -> StackPorts:
         """`FINRELEASE_<NAME>_PORT` overrides each default (e.g. FINRELEASE_UI_PORT)."""
-        values = {name: int(os.environ.get(f"FINRELEASE_{name.upper()}_PORT", default))
-                  for name, default in asdict(cls()).items()}
+        values = {
+            name: int(os.environ.get(f"FINRELEASE_{name.upper()}_PORT", default))
+            for name, default in asdict(cls()).items()
+        }
         return cls(**values)
 
     @property
@@ -65,8 +67,14 @@ def demo_tenant_databases() -> dict[str, str]:
 
 
 def _processes(root: Path, ports: StackPorts, pg_dsn: str = "") -> list[ManagedProcess]:
-    odoo_tenants = {name: psycopg.conninfo.make_conninfo(pg_dsn, dbname=database)
-                    for name, database in demo_tenant_databases().items()} if pg_dsn else {}
+    odoo_tenants = (
+        {
+            name: psycopg.conninfo.make_conninfo(pg_dsn, dbname=database)
+            for name, database in demo_tenant_databases().items()
+        }
+        if pg_dsn
+        else {}
+    )
     return [
         temporal_dev_server(root, ports.temporal, ports.ui),
         azurite(root, ports.azurite),
@@ -86,9 +94,17 @@ def up(root: Path | None = None, ports: StackPorts | None = None) -> dict[str, s
         print(f"  {process.name:<11} {process.address}", flush=True)
     print(f"  {'postgres':<11} {_redact(postgres.dsn)} ({postgres.origin})", flush=True)
     environment = stack_environment(root, ports, postgres.dsn)
-    (root / STACK_FILE).write_text(json.dumps(
-        {"pids": started, "postgres_origin": postgres.origin, "ports": asdict(ports), "env": environment},
-        indent=2))
+    (root / STACK_FILE).write_text(
+        json.dumps(
+            {
+                "pids": started,
+                "postgres_origin": postgres.origin,
+                "ports": asdict(ports),
+                "env": environment,
+            },
+            indent=2,
+        )
+    )
     return environment
 
 
@@ -119,6 +135,7 @@ def down(root: Path | None = None) -> list[str]:
     root = root or state_dir()
     ports = _recorded_ports(root)
     stopped = [p.name for p in _processes(root, ports) if p.stop()]
+    stopped += [w.name for w in _worker_processes(root) if w.stop()]  # left by `./dev demo --keep`
     (root / STACK_FILE).unlink(missing_ok=True)
     return stopped
 
@@ -129,8 +146,16 @@ def status(root: Path | None = None) -> list[tuple[str, str, str, bool]]:
     rows = []
     for process in _processes(root, _recorded_ports(root)):
         pid = process.pid()
-        rows.append((process.name, process.address, str(pid or "-"), pid is not None and process.ready()))
+        rows.append(
+            (process.name, process.address, str(pid or "-"), pid is not None and process.ready())
+        )
     return rows
+
+
+def _worker_processes(root: Path) -> list[ManagedProcess]:
+    from devstack.fleet import QUEUES, worker_process
+
+    return [worker_process(queue, root, {}) for queue in QUEUES]
 
 
 def _recorded_ports(root: Path) -> StackPorts:
@@ -152,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     command = args[0] if args else "status"
     if command == "up":
-        print("finrelease embedded stack (Kubernetes, Azure DevOps, Monitor and Odoo are SIMULATED):", flush=True)
+        print(
+            "finrelease embedded stack (Kubernetes, Azure DevOps, Monitor and Odoo are SIMULATED):",
+            flush=True,
+        )
         up()
         print(f"state in {state_dir()}; `./dev env` prints the environment; `./dev down` stops it")
         return 0
