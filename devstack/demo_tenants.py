@@ -14,8 +14,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import yaml
+from azure.core.exceptions import ResourceExistsError
 
-from activities.azure_storage import FILESTORE_CONTAINER, blob_service_from_connection_string
+from activities.azure_storage import (
+    BACKUP_CONTAINER,
+    EVIDENCE_CONTAINER,
+    FILESTORE_CONTAINER,
+    blob_service_from_connection_string,
+)
 from devstack.odoo_seed import attachment_files, seed_odoo_database
 from devstack.paths import PROJECT_ROOT
 from governance.inventory import Inventory, parse_inventory
@@ -88,11 +94,18 @@ def seed_databases(admin_dsn: str, inventory: Inventory, entries: int) -> None:
         seed_odoo_database(dsn, entries=entries, seed=index, attachments=8, filestore_prefix="")
 
 
+async def provision_containers(connection_string: str) -> None:
+    """The containers an Azure deployment provisions with its infrastructure code."""
+    async with blob_service_from_connection_string(connection_string) as service:
+        for name in (FILESTORE_CONTAINER, BACKUP_CONTAINER, EVIDENCE_CONTAINER):
+            with contextlib.suppress(ResourceExistsError):
+                await service.create_container(name)
+
+
 async def upload_filestores(connection_string: str, inventory: Inventory) -> None:
+    await provision_containers(connection_string)
     async with blob_service_from_connection_string(connection_string) as service:
         container = service.get_container_client(FILESTORE_CONTAINER)
-        with contextlib.suppress(Exception):
-            await container.create_container()
         for index, tenant in enumerate(inventory.tenants):
             prefix = tenant.filestore.strip("/")
             for relative, content in attachment_files(index, 8):

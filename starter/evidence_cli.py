@@ -1,0 +1,114 @@
+"""`finrelease evidence show|verify`: a release's evidence from Blob Storage, or a local file.
+
+`verify` takes a FILE (hash chain only, as before) or a RELEASE_ID: then the published
+bundle, its tenant bundles and every backup it names are downloaded and re-hashed
+(`activities.evidence.verify_published_evidence`). Blob Storage comes from
+`AZURE_STORAGE_CONNECTION_STRING` or `AZURE_STORAGE_ACCOUNT_URL` (read access suffices).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from starter.client_helpers import FAILED, INVALID, CliError, run_async
+from starter.governance_cli import _out, verify_evidence
+
+evidence_app = typer.Typer(no_args_is_help=True, help="Show and verify evidence bundles.")
+
+
+def _is_file_argument(target: str) -> bool:
+    # release ids match [A-Za-z0-9._-]{3,64}: a path separator or .json means a file
+    return Path(target).is_file() or "/" in target or target.endswith(".json")
+
+
+async def _blob_service() -> Any:
+    from activities.azure_storage import blob_service_from_environment
+
+    try:
+        return blob_service_from_environment()
+    except RuntimeError as error:
+        raise CliError(str(error), INVALID) from None
+
+
+async def _download_bundle(release_id: str) -> dict[str, Any]:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from activities.azure_storage import EVIDENCE_CONTAINER
+    from activities.evidence import evidence_blob_name
+
+    name = evidence_blob_name(release_id)
+    async with await _blob_service() as service:
+        blob = service.get_blob_client(EVIDENCE_CONTAINER, name)
+        try:
+            content = await (await blob.download_blob()).readall()
+        except ResourceNotFoundError:
+            raise CliError(
+                f"no evidence published for {release_id} ({EVIDENCE_CONTAINER}/{name})"
+            ) from None
+    return json.loads(content)
+
+
+@evidence_app.command("show")
+def show(
+    release_id: Annotated[str, typer.Argument(help="release id")],
+    json_output: Annotated[bool, typer.Option("--json", help="the raw bundle")] = False,
+) -> None:
+    """Print a release's published evidence, one line per entry."""
+    from rich.table import Table
+
+    try:
+        bundle = run_async(_download_bundle(release_id))
+    except CliError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(error.code) from None
+    if json_output:
+        typer.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
+        return
+    table = Table(show_header=True, header_style="bold", title=f"evidence of {release_id}")
+    for column in ("seq", "at", "kind", "actor", "data"):
+        table.add_column(column, overflow="fold")
+    for entry in bundle.get("entries", []):
+        data = json.dumps(entry.get("data", {}), ensure_ascii=False, sort_keys=True)
+        table.add_row(
+            str(entry.get("seq")),
+            str(entry.get("at")),
+            str(entry.get("kind")),
+            str(entry.get("actor")),
+            data if len(data) < 160 else data[:157] + "...",
+        )
+    _out.print(table)
+    typer.echo(f"head {bundle.get('head')}")
+
+
+@evidence_app.command("verify")
+def verify(
+    target: Annotated[str, typer.Argument(help="evidence bundle FILE or RELEASE_ID")],
+) -> None:
+    """FILE: recompute its hash chain. RELEASE_ID: verify what was published, backups too."""
+    if _is_file_argument(target):
+        verify_evidence(Path(target))
+        return
+
+    async def go() -> Any:
+        from activities.evidence import verify_published_evidence
+
+        async with await _blob_service() as service:
+            return await verify_published_evidence(service, target)
+
+    try:
+        report = run_async(go())
+    except CliError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(error.code) from None
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(FAILED)
+    typer.echo(
+        f"ok: {report.entries} entries in {len(report.bundles)} bundle(s), "
+        f"{len(report.backups)} backup(s) re-hashed"
+    )

@@ -1,0 +1,422 @@
+"""The release verbs of `finrelease`: start, status, watch, approve, reject, pause, resume,
+promote, abort, decide, list.
+
+Exit codes: 0 ok, 1 error, 2 invalid input, 3 refused by the release (an update the
+workflow's validator or approval rules turned down; the reason is printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.client_helpers import (
+    FAILED,
+    INVALID,
+    OK,
+    REFUSED,
+    CliError,
+    connect_client,
+    list_query,
+    prepare_release,
+    release_handle,
+    release_status,
+    run_async,
+    start_release,
+    ui_link,
+)
+from starter.identity import IdentityMissing, resolve_actor
+from starter.status_view import render_status, status_lines
+from workflows.messages import (
+    DECISIONS,
+    RELEASE_PHASE,
+    REQUESTED_BY,
+    RISK_CLASS,
+    TENANTS,
+    WORK_ITEM,
+    ApprovalRequest,
+    DecisionRequest,
+    OperatorRequest,
+    Outcome,
+    ReleaseResult,
+    ReleaseStatus,
+)
+from workflows.release import FinanceRelease
+
+T = TypeVar("T")
+_out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+As = Annotated[str | None, typer.Option("--as", help="acting user (default: $FINRELEASE_USER)")]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+ReleaseId = Annotated[str, typer.Argument(help="release id (the spec's release_id)")]
+
+
+def _execute(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine, turning known failures into a message and an exit code."""
+    try:
+        return run_async(coroutine)
+    except CliError as error:
+        _fail(str(error), error.code, error.details)
+    except IdentityMissing as error:
+        _fail(str(error), INVALID)
+    except RPCError as error:
+        _fail(f"Temporal refused the request ({error.status.name}): {error.message}", FAILED)
+
+
+def _fail(message: str, code: int, details: list[str] | None = None) -> NoReturn:
+    for line in details or []:
+        typer.echo(line, err=True)
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(value: Any) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _refusal(error: WorkflowUpdateFailedError) -> str:
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        code = f" [{cause.details[0]}]" if cause.details else ""
+        return f"{cause.message}{code}"
+    return str(cause or error)
+
+
+async def _update(handle: WorkflowHandle[Any, Any], update: Any, request: Any) -> Any:
+    """Send an update; a refusal by the release becomes CliError REFUSED with its reason."""
+    try:
+        return await handle.execute_update(update, request)
+    except WorkflowUpdateFailedError as error:
+        raise CliError(f"refused by release {handle.id}: {_refusal(error)}", REFUSED) from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise CliError(f"release {handle.id}: {error.message}", REFUSED) from None
+        raise
+
+
+# ---------------------------------------------------------------- start
+
+
+def start(
+    spec: Annotated[Path, typer.Argument(help="release.yaml")],
+    inventory: Annotated[Path, typer.Option(help="tenants.yaml")],
+    policy: Annotated[Path, typer.Option(help="policy.yaml")],
+    calendars: Annotated[Path, typer.Option(help="directory of <name>.yaml calendars")],
+    wait: Annotated[bool, typer.Option("--wait", help="follow to the outcome")] = False,
+    json_output: Json = False,
+) -> None:
+    """Validate locally, then start release-<id>; with --wait exit 0 only on Completed."""
+    try:
+        prepared = prepare_release(spec, inventory, policy, calendars)
+    except CliError as error:
+        _fail(str(error), error.code, error.details)
+
+    async def go() -> int:
+        client = await connect_client()
+        handle = await start_release(client, prepared)
+        started = {
+            "release_id": prepared.spec.release_id,
+            "workflow_id": handle.id,
+            "run_id": handle.result_run_id,
+            "spec_sha256": prepared.spec.sha256,
+            "ui": ui_link(client.namespace, handle.id),
+        }
+        if not json_output:
+            typer.echo(f"started release {prepared.spec.release_id}")
+            typer.echo(f"workflow id: {handle.id}")
+            typer.echo(f"spec sha256: {prepared.spec.sha256}")
+            typer.echo(f"UI: {started['ui']}")
+        if not wait:
+            if json_output:
+                _print_json(started)
+            return OK
+        result = await follow(handle, lambda line: typer.echo(line, err=json_output))
+        if json_output:
+            _print_json({**started, "result": dataclasses.asdict(result)})
+        else:
+            typer.echo(f"outcome: {result.outcome} — {result.reason}")
+            if result.evidence_url:
+                typer.echo(f"evidence: {result.evidence_url}")
+        return OK if result.outcome == Outcome.COMPLETED else FAILED
+
+    raise typer.Exit(_execute(go()))
+
+
+async def follow(
+    handle: WorkflowHandle[Any, ReleaseResult],
+    echo: Callable[[str], None],
+    poll_seconds: float = 2.0,
+) -> ReleaseResult:
+    """Wait for the outcome, echoing each change of phase / timer / error on the way."""
+    from temporalio.client import WorkflowFailureError
+
+    result = asyncio.ensure_future(handle.result())
+    last = ""
+    while True:
+        done, _ = await asyncio.wait({result}, timeout=poll_seconds)
+        if done:
+            try:
+                return result.result()
+            except WorkflowFailureError as error:
+                raise CliError(f"release {handle.id} failed: {error.cause or error}") from None
+        try:
+            status = await handle.query(FinanceRelease.status)
+        except RPCError:
+            continue  # no workflow worker yet: keep waiting for the result
+        line = " | ".join(
+            status_lines(status)[:1]
+            + [
+                f"next timer: {status.next_timer_reason}" if status.next_timer else "",
+                f"last error: {status.last_error}" if status.last_error else "",
+            ]
+        ).rstrip(" |")
+        if line != last:
+            echo(line)
+            last = line
+
+
+# ---------------------------------------------------------------- status and watch
+
+
+def status(release_id: ReleaseId, json_output: Json = False) -> None:
+    """Show a release's phase, approvals, next timer and per-tenant progress."""
+
+    async def go() -> ReleaseStatus:
+        client = await connect_client()
+        return await release_status(release_handle(client, release_id))
+
+    current = _execute(go())
+    if json_output:
+        _print_json(current)
+    else:
+        _out.print(render_status(current))
+
+
+def watch(
+    release_id: ReleaseId,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
+) -> None:
+    """A live view until the release has an outcome (Ctrl-C leaves it running)."""
+
+    async def go() -> str:
+        client = await connect_client()
+        handle = release_handle(client, release_id)
+        current = await release_status(handle)
+        with Live(render_status(current), console=_out, refresh_per_second=4) as live:
+            while not current.outcome:
+                await asyncio.sleep(interval)
+                current = await release_status(handle)
+                live.update(render_status(current))
+        return current.outcome
+
+    outcome = _execute(go())
+    raise typer.Exit(OK if outcome == Outcome.COMPLETED else FAILED)
+
+
+# ---------------------------------------------------------------- approvals
+
+
+def _decide_approval(
+    release_id: str, actor: str | None, role: str, comment: str, sha: str | None, approve: bool
+) -> None:
+    async def go() -> str:
+        approver = resolve_actor(actor)
+        client = await connect_client()
+        handle = release_handle(client, release_id)
+        current = await release_status(handle)
+        if not current.spec_sha256:
+            raise CliError(
+                f"release {release_id} has not validated its spec yet "
+                f"(phase {current.phase}); try again in a moment"
+            )
+        seen = sha or current.spec_sha256
+        verb = "approving" if approve else "rejecting"
+        typer.echo(f"{verb} release {release_id} as {approver} ({role})")
+        typer.echo(f"spec sha256: {seen}")
+        update = FinanceRelease.approve if approve else FinanceRelease.reject
+        verdict = await _update(handle, update, ApprovalRequest(approver, role, seen, comment))
+        return f"{'approved' if approve else 'rejected'}: {verdict.message}"
+
+    typer.echo(_execute(go()))
+
+
+Role = Annotated[str, typer.Option(help="the policy role you act in, e.g. platform")]
+Comment = Annotated[str, typer.Option(help="recorded in the evidence")]
+Sha = Annotated[
+    str | None,
+    typer.Option(
+        "--spec-sha256", help="the sha256 you reviewed (default: the release's, shown first)"
+    ),
+]
+
+
+def approve(
+    release_id: ReleaseId,
+    role: Role,
+    actor: As = None,
+    comment: Comment = "",
+    spec_sha256: Sha = None,
+) -> None:
+    """Approve a release in a role; the approval is bound to the spec sha256 shown."""
+    _decide_approval(release_id, actor, role, comment, spec_sha256, approve=True)
+
+
+def reject(
+    release_id: ReleaseId,
+    role: Role,
+    actor: As = None,
+    comment: Comment = "",
+    spec_sha256: Sha = None,
+) -> None:
+    """Reject a release in a role: one eligible rejection ends it."""
+    _decide_approval(release_id, actor, role, comment, spec_sha256, approve=False)
+
+
+# ---------------------------------------------------------------- operator controls
+
+
+Reason = Annotated[str, typer.Option(help="why; recorded in the evidence")]
+
+
+def _operator_command(update: Any, doc: str) -> Callable[..., None]:
+    def command(release_id: ReleaseId, actor: As = None, reason: Reason = "") -> None:
+        async def go() -> str:
+            request = OperatorRequest(resolve_actor(actor), reason)
+            client = await connect_client()
+            return str(await _update(release_handle(client, release_id), update, request))
+
+        typer.echo(_execute(go()))
+
+    command.__doc__ = doc
+    return command
+
+
+pause = _operator_command(FinanceRelease.pause, "Pause: no new step starts until resume.")
+resume = _operator_command(FinanceRelease.resume, "Resume a paused release.")
+promote = _operator_command(FinanceRelease.promote, "Promote the wave waiting for promotion.")
+
+
+def abort(
+    release_id: ReleaseId,
+    reason: Annotated[str, typer.Option(help="why (required, recorded in the evidence)")],
+    actor: As = None,
+) -> None:
+    """Abort: no new tenant starts; deployed tenants are compensated per on_failure."""
+
+    async def go() -> str:
+        request = OperatorRequest(resolve_actor(actor), reason)
+        client = await connect_client()
+        return str(await _update(release_handle(client, release_id), FinanceRelease.abort, request))
+
+    typer.echo(_execute(go()))
+
+
+def decide(
+    release_id: ReleaseId,
+    choice: Annotated[str, typer.Argument(help="restore | fix_forward")],
+    tenant: Annotated[str, typer.Option(help="the tenant waiting for a decision")],
+    actor: As = None,
+    reason: Reason = "",
+) -> None:
+    """Answer a tenant waiting because journal entries were written since its backup."""
+    if choice not in DECISIONS:
+        _fail(f"choice must be one of {', '.join(DECISIONS)}, not {choice!r}", INVALID)
+
+    async def go() -> str:
+        request = DecisionRequest(tenant, choice, resolve_actor(actor), reason)
+        client = await connect_client()
+        handle = release_handle(client, release_id)
+        return str(await _update(handle, FinanceRelease.decide, request))
+
+    typer.echo(_execute(go()))
+
+
+# ---------------------------------------------------------------- list
+
+
+def list_releases(
+    phase: Annotated[str | None, typer.Option(help="e.g. AwaitingApproval")] = None,
+    risk: Annotated[str | None, typer.Option(help="low | medium | high | emergency")] = None,
+    tenant: Annotated[str | None, typer.Option(help="releases touching this tenant")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+    json_output: Json = False,
+) -> None:
+    """Releases by phase, risk class or tenant (a visibility query on search attributes)."""
+
+    async def go() -> list[dict[str, Any]]:
+        client = await connect_client()
+        rows = []
+        async for execution in client.list_workflows(list_query(phase, risk, tenant), limit=limit):
+            attributes = execution.typed_search_attributes
+            rows.append(
+                {
+                    "workflow_id": execution.id,
+                    "phase": attributes.get(RELEASE_PHASE) or "",
+                    "risk": attributes.get(RISK_CLASS) or "",
+                    "status": execution.status.name if execution.status else "",
+                    "requested_by": attributes.get(REQUESTED_BY) or "",
+                    "work_item": attributes.get(WORK_ITEM),
+                    "tenants": list(attributes.get(TENANTS) or []),
+                    "started": execution.start_time.isoformat(timespec="seconds"),
+                }
+            )
+        return rows
+
+    rows = _execute(go())
+    if json_output:
+        _print_json(rows)
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in (
+        "release",
+        "phase",
+        "risk",
+        "status",
+        "requested by",
+        "work item",
+        "tenants",
+        "started",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["workflow_id"].removeprefix("release-"),
+            row["phase"],
+            row["risk"],
+            row["status"],
+            row["requested_by"],
+            str(row["work_item"] or ""),
+            ", ".join(row["tenants"]),
+            row["started"],
+        )
+    _out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the release verbs on the root `finrelease` app."""
+    app.command("start")(start)
+    app.command("status")(status)
+    app.command("watch")(watch)
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("pause")(pause)
+    app.command("resume")(resume)
+    app.command("promote")(promote)
+    app.command("abort")(abort)
+    app.command("decide")(decide)
+    app.command("list")(list_releases)

@@ -1,0 +1,272 @@
+"""Activity test doubles registered under the real names, with a shared record of effects.
+
+`Doubles` keeps what the "systems" look like (each tenant's image and database state, the
+migration ledger) so tests assert on effects, not on log text. Behaviour is configured
+through its fields before the worker starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.contracts import (
+    Activity,
+    BackupRequest,
+    BackupVerification,
+    DatabaseBackup,
+    DatabaseRestore,
+    DeploymentState,
+    EntriesSinceBackup,
+    ErrorType,
+    EvidencePublication,
+    FilestoreBackup,
+    FinanceSnapshot,
+    ImageChange,
+    ImageChangeResult,
+    MigrationRequest,
+    MigrationResult,
+    ModuleUpdateRequest,
+    ModuleUpdateResult,
+    Notification,
+    NotificationResult,
+    ObservabilityCheck,
+    ObservabilityResult,
+    PublishedEvidence,
+    RehearsalRequest,
+    RehearsalResult,
+    RolloutStatus,
+    RolloutWait,
+    RunningState,
+    SmokeCheckResult,
+    SmokeReport,
+    SmokeRequest,
+    StateRestore,
+    TenantTask,
+    WorkItemCheck,
+    WorkItemInfo,
+    WorkItemReport,
+    WorkItemReportResult,
+)
+
+OLD_IMAGE = "acr.example.io/odoo@sha256:" + "0" * 64
+
+
+def _snapshot(tenant: str) -> FinanceSnapshot:
+    return FinanceSnapshot(tenant, "tb" * 32, [], "100.00", "100.00", 10, [], [], 42)
+
+
+@dataclass
+class Doubles:
+    verify_fails: set[str] = field(default_factory=set)
+    rehearsal_fails: set[str] = field(default_factory=set)
+    rehearsal_seconds: float = 60.0
+    smoke_fails: set[str] = field(default_factory=set)  # fails after deployment, passes after rollback
+    unhealthy_checks: int = 0  # the first N observability checks report a firing alert
+    entries_since: dict[str, int] = field(default_factory=dict)
+    transient_once: set[str] = field(default_factory=set)  # activity names failing once, after the effect
+    notify_fails: bool = False
+    work_item_state: str = "Approved"
+    smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
+    # --- what happened
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
+    images: dict[str, str] = field(default_factory=dict)
+    database: dict[str, str] = field(default_factory=dict)  # tenant -> original | migrated | restored
+    ledger: Counter = field(default_factory=Counter)  # (tenant, migration) -> times applied
+    bundles: dict[str, dict] = field(default_factory=dict)  # tenant ("" = release) -> bundle
+    notifications: list[Notification] = field(default_factory=list)
+    active: set[str] = field(default_factory=set)  # release ids rolling out per tenant right now
+    overlaps: list[str] = field(default_factory=list)
+    _failed_once: set[str] = field(default_factory=set)
+
+    def count(self, name: str, tenant: str | None = None) -> int:
+        return sum(1 for n, t in self.calls if n == name and (tenant is None or t == tenant))
+
+    def tenants_called(self, name: str) -> list[str]:
+        return [t for n, t in self.calls if n == name]
+
+    def _log(self, name: str, tenant: str = "") -> None:
+        self.calls.append((name, tenant))
+
+    def _transient(self, name: str, key: str) -> None:
+        """Fail the first attempt after its effect happened: a retry must not repeat it."""
+        if name in self.transient_once and (name, key) not in self._failed_once:
+            self._failed_once.add((name, key))  # type: ignore[arg-type]
+            raise RuntimeError(f"{name}: connection reset (transient, first attempt)")
+
+    def activities(self) -> list:
+        return [
+            self.validate_work_item, self.backup_filestore, self.check_observability, self.notify,
+            self.publish_evidence, self.report_to_work_item, self.backup_database, self.verify_backup,
+            self.finance_snapshot, self.rehearse_migration, self.migrate_database,
+            self.entries_since_backup, self.restore_database, self.read_running_state,
+            self.run_module_update, self.set_image, self.wait_for_rollout,
+            self.restore_running_state, self.run_smoke_checks,
+        ]
+
+    # --- azure --------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.VALIDATE_WORK_ITEM)
+    async def validate_work_item(self, check: WorkItemCheck) -> WorkItemInfo:
+        self._log(Activity.VALIDATE_WORK_ITEM)
+        if self.work_item_state != "Approved":
+            raise ApplicationError(
+                f"work item {check.work_item} is {self.work_item_state}, not Approved",
+                type=ErrorType.WORK_ITEM_INVALID, non_retryable=True,
+            )
+        return WorkItemInfo(check.work_item, "Fix tax tags", "Change Request", "Approved", check.risk,
+                            "VAT rounding", f"https://dev.azure.com/x/{check.work_item}", 3)
+
+    @activity.defn(name=Activity.BACKUP_FILESTORE)
+    async def backup_filestore(self, task: TenantTask) -> FilestoreBackup:
+        self._log(Activity.BACKUP_FILESTORE, task.tenant.name)
+        return FilestoreBackup(task.tenant.name, f"https://blob/fs/{task.tenant.name}.json", "f" * 64, 3, 300)
+
+    @activity.defn(name=Activity.CHECK_OBSERVABILITY)
+    async def check_observability(self, check: ObservabilityCheck) -> ObservabilityResult:
+        self._log(Activity.CHECK_OBSERVABILITY)
+        if self.unhealthy_checks > 0:
+            self.unhealthy_checks -= 1
+            return ObservabilityResult(False, ["alert 'odoo-5xx' is firing"])
+        return ObservabilityResult(True, [])
+
+    @activity.defn(name=Activity.NOTIFY)
+    async def notify(self, note: Notification) -> NotificationResult:
+        self._log(Activity.NOTIFY, note.kind)
+        self.notifications.append(note)
+        if self.notify_fails:
+            raise ApplicationError("webhook returned 500", non_retryable=True)
+        return NotificationResult(1, 0)
+
+    @activity.defn(name=Activity.PUBLISH_EVIDENCE)
+    async def publish_evidence(self, publication: EvidencePublication) -> PublishedEvidence:
+        self._log(Activity.PUBLISH_EVIDENCE, publication.tenant)
+        self.bundles[publication.tenant] = publication.bundle
+        suffix = f"/{publication.tenant}" if publication.tenant else ""
+        name = f"evidence/{publication.release_id}{suffix}.json"
+        return PublishedEvidence(f"https://blob/{name}", name, "e" * 64, publication.bundle["head"])
+
+    @activity.defn(name=Activity.REPORT_TO_WORK_ITEM)
+    async def report_to_work_item(self, report: WorkItemReport) -> WorkItemReportResult:
+        self._log(Activity.REPORT_TO_WORK_ITEM, report.outcome)
+        return WorkItemReportResult(1, "Done")
+
+    # --- db -----------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.BACKUP_DATABASE)
+    async def backup_database(self, task: TenantTask) -> DatabaseBackup:
+        name = task.tenant.name
+        self._log(Activity.BACKUP_DATABASE, name)
+        self.database.setdefault(name, "original")
+        blob = f"backups/{task.release_id}/{name}.dump"
+        return DatabaseBackup(name, task.tenant.database, f"https://blob/{blob}", blob, 1024, "b" * 64,
+                              {"account_move": 10}, 42, "2026-11-22T06:00:00+00:00")
+
+    @activity.defn(name=Activity.VERIFY_BACKUP)
+    async def verify_backup(self, request: BackupRequest) -> BackupVerification:
+        name = request.tenant.name
+        self._log(Activity.VERIFY_BACKUP, name)
+        return BackupVerification(name, name not in self.verify_fails, request.backup.sha256, 5, 100)
+
+    @activity.defn(name=Activity.FINANCE_SNAPSHOT)
+    async def finance_snapshot(self, task: TenantTask) -> FinanceSnapshot:
+        self._log(Activity.FINANCE_SNAPSHOT, task.tenant.name)
+        return _snapshot(task.tenant.name)
+
+    @activity.defn(name=Activity.REHEARSE_MIGRATION)
+    async def rehearse_migration(self, request: RehearsalRequest) -> RehearsalResult:
+        name = request.tenant.name
+        self._log(Activity.REHEARSE_MIGRATION, name)
+        failed = name in self.rehearsal_fails
+        violations = ["trial balance differs on account 4400"] if failed else []
+        return RehearsalResult(name, not failed, self.rehearsal_seconds, _snapshot(name), _snapshot(name),
+                               violations)
+
+    @activity.defn(name=Activity.MIGRATE_DATABASE)
+    async def migrate_database(self, request: MigrationRequest) -> MigrationResult:
+        name = request.tenant.name
+        self._log(Activity.MIGRATE_DATABASE, name)
+        applied, skipped = [], []
+        for script in request.migrations:
+            if self.ledger[(name, script.name)]:
+                skipped.append(script.name)  # the ledger makes a retry harmless
+            else:
+                self.ledger[(name, script.name)] += 1
+                applied.append(script.name)
+        self.database[name] = "migrated"
+        self._transient(Activity.MIGRATE_DATABASE, name)
+        return MigrationResult(name, applied, skipped, 1.5)
+
+    @activity.defn(name=Activity.ENTRIES_SINCE_BACKUP)
+    async def entries_since_backup(self, request: BackupRequest) -> EntriesSinceBackup:
+        name = request.tenant.name
+        self._log(Activity.ENTRIES_SINCE_BACKUP, name)
+        count = self.entries_since.get(name, 0)
+        return EntriesSinceBackup(name, count, f"https://blob/exports/{name}.json" if count else "")
+
+    @activity.defn(name=Activity.RESTORE_DATABASE)
+    async def restore_database(self, request: BackupRequest) -> DatabaseRestore:
+        name = request.tenant.name
+        self._log(Activity.RESTORE_DATABASE, name)
+        self.database[name] = "restored"
+        return DatabaseRestore(name, request.tenant.database, f"{request.tenant.database}_replaced")
+
+    # --- k8s ----------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.READ_RUNNING_STATE)
+    async def read_running_state(self, task: TenantTask) -> RunningState:
+        name = task.tenant.name
+        self._log(Activity.READ_RUNNING_STATE, name)
+        image = self.images.setdefault(name, OLD_IMAGE)
+        deployments = [DeploymentState(d, role, {task.tenant.container: image}, 1, "1", "")
+                       for role, d in task.tenant.deployments.items()]
+        return RunningState(name, deployments)
+
+    @activity.defn(name=Activity.RUN_MODULE_UPDATE)
+    async def run_module_update(self, request: ModuleUpdateRequest) -> ModuleUpdateResult:
+        self._log(Activity.RUN_MODULE_UPDATE, request.tenant.name)
+        return ModuleUpdateResult(request.tenant.name, f"update-{request.tenant.name}", True, "ok")
+
+    @activity.defn(name=Activity.SET_IMAGE)
+    async def set_image(self, change: ImageChange) -> ImageChangeResult:
+        name = change.tenant.name
+        self._log(Activity.SET_IMAGE, name)
+        if name in self.active:
+            self.overlaps.append(name)
+        self.active.add(name)
+        already = self.images.get(name) == change.image
+        self.images[name] = change.image
+        self._transient(Activity.SET_IMAGE, name)
+        deployments = list(change.tenant.deployments.values())
+        return ImageChangeResult(name, [] if already else deployments, deployments if already else [])
+
+    @activity.defn(name=Activity.WAIT_FOR_ROLLOUT)
+    async def wait_for_rollout(self, wait: RolloutWait) -> RolloutStatus:
+        self._log(Activity.WAIT_FOR_ROLLOUT, wait.tenant.name)
+        return RolloutStatus(wait.tenant.name, list(wait.tenant.deployments.values()))
+
+    @activity.defn(name=Activity.RESTORE_RUNNING_STATE)
+    async def restore_running_state(self, restore: StateRestore) -> RolloutStatus:
+        name = restore.tenant.name
+        self._log(Activity.RESTORE_RUNNING_STATE, name)
+        self.images[name] = restore.state.image_of(restore.tenant.container)
+        self.active.discard(name)
+        return RolloutStatus(name, list(restore.tenant.deployments.values()))
+
+    # --- smoke --------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.RUN_SMOKE_CHECKS)
+    async def run_smoke_checks(self, request: SmokeRequest) -> SmokeReport:
+        name = request.tenant.name
+        self._log(Activity.RUN_SMOKE_CHECKS, name)
+        if self.smoke_delay:
+            await asyncio.sleep(self.smoke_delay)
+        passed = not (name in self.smoke_fails and self.images.get(name) != OLD_IMAGE)
+        self.active.discard(name)
+        checks = [SmokeCheckResult(c, passed or c != "login", 0.1, "" if passed else "HTTP 500")
+                  for c in request.checks]
+        return SmokeReport(name, passed, checks)

@@ -1,0 +1,239 @@
+"""Building releases for the workflow tests: documents, the pinned request, a worker, approvals."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import yaml
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from governance.calendar import parse_calendar
+from governance.inventory import parse_inventory
+from governance.policy import parse_policy
+from governance.spec import parse_spec
+from release_doubles import Doubles
+from workflows import WORKFLOWS
+from workflows.contracts import MigrationScript
+from workflows.lock import TenantLockActivities
+from workflows.messages import (
+    ApprovalRequest,
+    OperatorRequest,
+    PinnedText,
+    ReleaseRequest,
+    ReleaseResult,
+    ReleaseStatus,
+    release_workflow_id,
+)
+from workflows.policies import DEFAULT_QUEUES
+from workflows.release import FinanceRelease
+
+IMAGE = "acr.example.io/odoo@sha256:" + "a" * 64
+
+POLICY = """
+approvers:
+  platform: [bob@example.com, dan@example.com]
+  finance: [carol@example.com]
+  release_manager: [erin@example.com]
+  break_glass: [cfo@example.com]
+risk:
+  low:       {approvals: {platform: 1}, rehearse: canary}
+  medium:    {approvals: {platform: 1, finance: 1}, rehearse: all}
+  high:      {approvals: {platform: 1, finance: 1, release_manager: 1}, rehearse: all, promotion: manual}
+  emergency: {approvals: {platform: 1, break_glass: 1}, rehearse: canary, freeze_override: true}
+approval_timeout: 72h
+"""
+
+# the example calendar of ARCHITECTURE.md, verbatim
+BERLIN = """
+timezone: Europe/Berlin
+holidays: [2026-12-25, 2026-12-26, 2027-01-01]
+fiscal_year_end_month: 12
+month_end_close:   {business_days_before: 2, business_days_after: 3}
+quarter_end_close: {business_days_before: 5, business_days_after: 5}
+year_end_close:    {business_days_before: 5, business_days_after: 10}
+blackouts:
+  - {start: 2026-12-20T00:00, end: 2027-01-04T00:00, reason: year-end audit}
+deployment_windows:
+  - {days: [sat], start: "20:00", end: "24:00"}
+  - {days: [sun], start: "00:00", end: "06:00"}
+"""
+
+ANYTIME = "timezone: Europe/Berlin\n"
+
+MIGRATION = MigrationScript(
+    "migrations/042_fix_tax_tags.sql",
+    "UPDATE account_tax SET active = true;",
+    hashlib.sha256(b"UPDATE account_tax SET active = true;").hexdigest(),
+)
+
+APPROVERS = {
+    "platform": "bob@example.com",
+    "finance": "carol@example.com",
+    "release_manager": "erin@example.com",
+    "break_glass": "cfo@example.com",
+}
+NEEDED = {
+    "low": ["platform"],
+    "medium": ["platform", "finance"],
+    "high": ["platform", "finance", "release_manager"],
+    "emergency": ["platform", "break_glass"],
+}
+
+
+def pinned(name: str, text: str) -> PinnedText:
+    return PinnedText(name, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def inventory_text(tenants: dict[str, tuple[str, str]]) -> str:
+    """tenant -> (timezone, calendar name)."""
+    items = [
+        {
+            "name": name, "tier": "shared", "namespace": f"odoo-{name}",
+            "deployments": {"web": f"{name}-web", "worker": f"{name}-worker"},
+            "db_server": "main", "database": f"odoo_{name}".replace("-", "_"),
+            "filestore": f"filestore/{name}", "url": f"https://{name}.example.io",
+            "timezone": zone, "calendar": calendar,
+        }
+        for name, (zone, calendar) in tenants.items()
+    ]
+    return yaml.safe_dump({"tenants": items}, sort_keys=False)
+
+
+@dataclass
+class Release:
+    release_id: str
+    request: ReleaseRequest
+    spec_sha256: str
+    risk: str
+
+
+def make_release(
+    task_queue: str,
+    tenants: list[str] | dict[str, tuple[str, str]] | int = 3,
+    *,
+    risk: str = "low",
+    waves: list[dict] | None = None,
+    calendars: dict[str, str] | None = None,
+    migrations: bool = True,
+    simulated_start: str = "",
+    policy_extra: dict[str, list[str]] | None = None,
+    **rollout: object,
+) -> Release:
+    """A release over `tenants` (names, or name -> (zone, calendar)); activities on one queue."""
+    if isinstance(tenants, int):
+        tenants = [f"t{i}" for i in range(1, tenants + 1)]
+    if isinstance(tenants, list):
+        tenants = {name: ("Europe/Berlin", "anytime") for name in tenants}
+    release_id = f"FIN-{uuid.uuid4().hex[:10]}"
+    spec = {
+        "release_id": release_id,
+        "work_item": 4711,
+        "requested_by": "alice@example.com",
+        "risk": risk,
+        "image": IMAGE,
+        "modules": ["account"],
+        "migrations": [MIGRATION.name] if migrations else [],
+        "tenants": list(tenants),
+        "rollout": {
+            "waves": waves or [{"name": "all", "size": "100%"}],
+            "max_parallel": 10,
+            "max_failure_ratio": 0.0,
+            "bake": "0s",
+            **rollout,
+        },
+        "smoke": ["health", "login", "trial_balance"],
+    }
+    spec_text = yaml.safe_dump(spec, sort_keys=False)
+    calendars = calendars or {"anytime": ANYTIME}
+    policy = POLICY
+    for role, members in (policy_extra or {}).items():  # extra members for a role
+        old = [line for line in POLICY.splitlines() if line.strip().startswith(f"{role}:")][0]
+        listed = old.split("[", 1)[1].rstrip("]").split(", ")
+        policy = policy.replace(old, f"  {role}: [{', '.join(listed + members)}]", 1)
+    request = ReleaseRequest(
+        release_id=release_id,
+        spec=pinned("release.yaml", spec_text),
+        inventory=pinned("tenants.yaml", inventory_text(tenants)),
+        policy=pinned("policy.yaml", policy),
+        calendars=[pinned(name, text) for name, text in calendars.items()],
+        migrations=[MIGRATION] if migrations else [],
+        queues={name: task_queue for name in DEFAULT_QUEUES},
+        simulated_start=simulated_start,
+    )
+    inventory = parse_inventory(request.inventory.text)
+    parsed_calendars = {c.name: parse_calendar(c.text, c.name) for c in request.calendars}
+    sha = parse_spec(spec_text, inventory, parse_policy(policy), parsed_calendars).sha256
+    return Release(release_id, request, sha, risk)
+
+
+@asynccontextmanager
+async def worker(client: Client, task_queue: str, doubles: Doubles) -> AsyncIterator[Worker]:
+    lock = TenantLockActivities(client)
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[*doubles.activities(), lock.request_tenant_lock],
+    ) as running:
+        yield running
+
+
+async def start(client: Client, release: Release, task_queue: str) -> WorkflowHandle:
+    return await client.start_workflow(
+        FinanceRelease.run,
+        release.request,
+        id=release_workflow_id(release.release_id),
+        task_queue=task_queue,
+        result_type=ReleaseResult,
+    )
+
+
+async def approve_all(handle: WorkflowHandle, release: Release) -> None:
+    for role in NEEDED[release.risk]:
+        await handle.execute_update(
+            FinanceRelease.approve, ApprovalRequest(APPROVERS[role], role, release.spec_sha256)
+        )
+
+
+async def run_approved(client: Client, release: Release, task_queue: str) -> ReleaseResult:
+    handle = await start(client, release, task_queue)
+    await approve_all(handle, release)
+    return await handle.result()
+
+
+async def abort_and_wait(handle: WorkflowHandle, reason: str = "test finished") -> ReleaseResult:
+    """End a release properly. (Terminating one on the time-skipping server stops its clock
+    from skipping for every later test, so tests never terminate.)"""
+    await handle.execute_update(FinanceRelease.abort, OperatorRequest("operator@example.com", reason))
+    return await handle.result()
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "histories"
+
+
+async def save_history(handle: WorkflowHandle, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this run's history for the replay test."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def wait_for_status(handle: WorkflowHandle, predicate: Callable[[ReleaseStatus], bool]) -> ReleaseStatus:
+    """Poll the status query in real time (the test server's clock stands still meanwhile)."""
+    status = None
+    for _ in range(300):
+        status = await handle.query(FinanceRelease.status)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"status never matched; last: {status}")

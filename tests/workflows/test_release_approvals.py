@@ -1,0 +1,118 @@
+"""Approvals: segregation of duties, pinned spec, rejection and deadline."""
+
+from __future__ import annotations
+
+import pytest
+from release_doubles import Doubles
+from release_harness import abort_and_wait, make_release, start, worker
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.contracts import Activity
+from workflows.messages import APPROVAL_REFUSED, ApprovalRequest, Outcome
+from workflows.release import FinanceRelease
+
+
+async def _refused_code(handle: WorkflowHandle, request: ApprovalRequest) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(FinanceRelease.approve, request)
+    cause = refused.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED
+    return str(cause.details[0])
+
+
+async def test_requester_cannot_approve_own_release(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        code = await _refused_code(handle, ApprovalRequest("alice@example.com", "platform", release.spec_sha256))
+        status = await handle.query(FinanceRelease.status)
+        await abort_and_wait(handle)
+    assert code == "requester"
+    assert [(r.approver, r.code) for r in status.refused] == [("alice@example.com", "requester")]
+    assert status.missing == {"platform": 1}
+
+
+async def test_non_member_cannot_approve(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        code = await _refused_code(handle, ApprovalRequest("carol@example.com", "platform", release.spec_sha256))
+        await abort_and_wait(handle)
+    assert code == "not_member"
+
+
+async def test_one_person_cannot_fill_two_roles(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1, risk="emergency")
+    # bob is platform; make him try break_glass too (not a member) and the other way round
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await handle.execute_update(
+            FinanceRelease.approve, ApprovalRequest("cfo@example.com", "break_glass", release.spec_sha256)
+        )
+        # cfo may not also approve as platform (not a member) -> not_member; the rule
+        # "one person, one role" is checked for a member of two roles below
+        status = await handle.query(FinanceRelease.status)
+        await abort_and_wait(handle)
+    assert status.missing == {"platform": 1}
+    release2 = make_release(task_queue, 1, risk="medium", policy_extra={"finance": ["bob@example.com"]})
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release2, task_queue)
+        await handle.execute_update(
+            FinanceRelease.approve, ApprovalRequest("bob@example.com", "platform", release2.spec_sha256)
+        )
+        code = await _refused_code(handle, ApprovalRequest("bob@example.com", "finance", release2.spec_sha256))
+        status = await handle.query(FinanceRelease.status)
+        await abort_and_wait(handle)
+    assert code == "other_role"
+    assert status.missing == {"finance": 1}
+
+
+async def test_approval_for_another_spec_is_refused(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        code = await _refused_code(handle, ApprovalRequest("bob@example.com", "platform", "f" * 64))
+        await abort_and_wait(handle)
+    assert code == "wrong_spec"
+
+
+async def test_rejection_ends_the_release(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+    doubles = Doubles()
+    release = make_release(task_queue, 2)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        # the signal path: callers that can only signal reach the same rules
+        await handle.signal(
+            "reject", ApprovalRequest("dan@example.com", "platform", release.spec_sha256, "not this week")
+        )
+        result = await handle.result()
+    assert result.outcome == Outcome.REJECTED
+    assert "dan@example.com" in result.reason
+    assert doubles.count(Activity.BACKUP_DATABASE) == 0
+    kinds = [e["kind"] for e in doubles.bundles[""]["entries"]]
+    assert "rejection" in kinds and kinds[-1] == "outcome"
+
+
+async def test_release_expires_when_approvals_miss_the_deadline(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    release = make_release(task_queue, 1, risk="medium")
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await handle.execute_update(
+            FinanceRelease.approve, ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
+        )
+        result = await handle.result()  # 72 h pass on the test server's clock
+    assert result.outcome == Outcome.EXPIRED
+    assert doubles.count(Activity.SET_IMAGE) == 0
+    expired = [e for e in doubles.bundles[""]["entries"] if e["kind"] == "expired"]
+    assert expired and expired[0]["data"]["missing"] == {"finance": 1}

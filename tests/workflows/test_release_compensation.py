@@ -1,0 +1,81 @@
+"""Failures during the rollout: compensation per on_failure, the failure ratio, decisions."""
+
+from __future__ import annotations
+
+from release_doubles import OLD_IMAGE, Doubles
+from release_harness import IMAGE, approve_all, make_release, run_approved, save_history, start
+from release_harness import wait_for_status, worker
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.contracts import Activity
+from workflows.messages import DecisionRequest, Outcome
+from workflows.release import FinanceRelease
+
+
+async def test_failed_smoke_test_restores_that_tenant_and_leaves_others(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_fails={"t2"})
+    release = make_release(task_queue, 3, on_failure="rollback_failed")
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        result = await handle.result()
+        await save_history(handle, "smoke_failure_rollback_failed")
+    assert result.outcome == Outcome.PARTIALLY_ROLLED_BACK
+    assert doubles.images == {"t1": IMAGE, "t2": OLD_IMAGE, "t3": IMAGE}
+    assert doubles.database == {"t1": "migrated", "t2": "restored", "t3": "migrated"}
+    assert doubles.tenants_called(Activity.RESTORE_DATABASE) == ["t2"]
+    assert result.tenants == {"t1": "deployed", "t2": "rolled_back", "t3": "deployed"}
+
+
+async def test_rollback_all_compensates_every_deployed_tenant(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_fails={"t2"})
+    release = make_release(task_queue, 3, on_failure="rollback_all")
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.ROLLED_BACK
+    assert doubles.images == {"t1": OLD_IMAGE, "t2": OLD_IMAGE, "t3": OLD_IMAGE}
+    assert doubles.database == {"t1": "restored", "t2": "restored", "t3": "restored"}
+    assert set(result.tenants.values()) == {"rolled_back"}
+
+
+async def test_failure_ratio_halts_later_waves(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+    doubles = Doubles(smoke_fails={"t1"})
+    release = make_release(
+        task_queue, 4, waves=[{"name": "early", "size": 2}, {"name": "rest", "size": "100%"}],
+        max_failure_ratio=0.4,
+    )
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.PARTIALLY_ROLLED_BACK
+    assert sorted(doubles.tenants_called(Activity.SET_IMAGE)) == ["t1", "t2"]
+    assert result.tenants["t3"] == result.tenants["t4"] == "not_deployed"
+    assert "max_failure_ratio 0.4" in result.reason
+
+
+async def test_entries_since_backup_are_exported_and_wait_for_a_decision(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_fails={"t1"}, entries_since={"t1": 5})
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        status = await wait_for_status(
+            handle, lambda s: s.waves and s.waves[0].tenants[0].state == "awaiting_decision"
+        )
+        assert "5 journal entries" in status.waves[0].tenants[0].detail
+        assert doubles.count(Activity.RESTORE_DATABASE) == 0  # no guessing
+        assert any(n.kind == "decision_needed" for n in doubles.notifications)
+        await handle.execute_update(
+            FinanceRelease.decide, DecisionRequest("t1", "restore", "operator@example.com", "entries re-keyed")
+        )
+        result = await handle.result()
+        await save_history(handle, "entries_since_backup_decide")
+    assert result.outcome == Outcome.ROLLED_BACK
+    assert doubles.database["t1"] == "restored"
+    decision = [e for e in doubles.bundles["t1"]["entries"] if e["kind"] == "decision"][0]
+    assert decision["actor"] == "operator@example.com" and decision["data"]["choice"] == "restore"

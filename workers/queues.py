@@ -1,0 +1,310 @@
+"""One builder per task queue: exactly that queue's workflows or activities, its concurrency.
+
+Each builder checks the credentials its queue needs *before* anything connects, so a worker
+started without them exits at once naming the missing variable (`MissingConfiguration`).
+Workers hold only their own queue's credentials (see ARCHITECTURE, "Workers and task queues").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from workers.context import ContextInterceptor
+from workers.runtime import queue_name
+from workflows import WORKFLOWS, TenantLockActivities
+from workflows.contracts import (
+    AZURE_QUEUE,
+    DB_QUEUE,
+    K8S_QUEUE,
+    SMOKE_QUEUE,
+    WORKFLOWS_QUEUE,
+    Activity,
+    ErrorType,
+    WorkItemCheck,
+    WorkItemInfo,
+    WorkItemReport,
+    WorkItemReportResult,
+)
+
+QUEUES = ("workflows", "db", "k8s", "azure", "smoke")
+DSN_VARIABLE = re.compile(r"^FINRELEASE_PG_[A-Z0-9_]+_DSN$")
+BLOB_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL")
+DEVOPS_VARIABLES = ("AZURE_DEVOPS_ORG_URL", "AZURE_DEVOPS_PROJECT", "AZURE_DEVOPS_PAT")
+# Default max concurrent activities: dumps and restores are heavy, so db runs two at a time.
+DEFAULT_CONCURRENCY = {"db": 2, "k8s": 20, "azure": 20, "smoke": 10}
+
+Closer = Callable[[], Awaitable[Any]]
+
+
+class MissingConfiguration(Exception):
+    """The queue's credentials are not in the environment; the message names the variable."""
+
+
+@dataclass
+class QueueWorker:
+    name: str
+    worker: Worker
+    closers: list[Closer] = field(default_factory=list)  # clients to close after shutdown
+
+
+# ---------------------------------------------------------------- environment checks
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _require_blob_storage(environ: Mapping[str, str], queue: str) -> None:
+    if not any(environ.get(name) for name in BLOB_VARIABLES):
+        raise MissingConfiguration(
+            f"{queue} worker: set AZURE_STORAGE_CONNECTION_STRING (local) or "
+            "AZURE_STORAGE_ACCOUNT_URL (Azure, workload identity) for Blob Storage"
+        )
+
+
+def check_environment(name: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Raise MissingConfiguration naming the first variable queue `name` lacks."""
+    if name == "db":
+        if not any(DSN_VARIABLE.match(key) and value for key, value in environ.items()):
+            raise MissingConfiguration(
+                "db worker: set FINRELEASE_PG_<ALIAS>_DSN for every db_server alias of the "
+                "inventory (e.g. FINRELEASE_PG_MAIN_DSN)"
+            )
+        _require_blob_storage(environ, name)
+    elif name == "k8s":
+        if not (
+            environ.get("FINRELEASE_KUBECONFIG")
+            or environ.get("KUBECONFIG")
+            or environ.get("KUBERNETES_SERVICE_HOST")
+        ):
+            raise MissingConfiguration(
+                "k8s worker: set FINRELEASE_KUBECONFIG (or KUBECONFIG), or run it in a pod "
+                "with its service account (KUBERNETES_SERVICE_HOST)"
+            )
+    elif name == "azure":
+        _require_blob_storage(environ, name)
+        if not _flag(environ, "FINRELEASE_DEVOPS_DISABLED"):
+            missing = [v for v in DEVOPS_VARIABLES if not environ.get(v)]
+            if missing:
+                raise MissingConfiguration(
+                    f"azure worker: set {', '.join(missing)} (or FINRELEASE_DEVOPS_DISABLED=1, "
+                    "which makes every release fail its work item check)"
+                )
+    elif name not in ("workflows", "smoke"):
+        raise MissingConfiguration(f"unknown worker {name!r}: one of {', '.join(QUEUES)}, all")
+
+
+def _concurrency(name: str, environ: Mapping[str, str]) -> int:
+    variable = f"FINRELEASE_{name.upper()}_MAX_ACTIVITIES"
+    return int(environ.get(variable) or DEFAULT_CONCURRENCY[name])
+
+
+def _activity_worker(
+    client: Client,
+    name: str,
+    queue: str,
+    activities: list[Any],  # bound @activity.defn methods
+    environ: Mapping[str, str],
+    prefix: str,
+    grace: timedelta,
+) -> Worker:
+    limit = _concurrency(name, environ)
+    return Worker(
+        client,
+        task_queue=queue_name(queue, prefix),
+        activities=activities,
+        max_concurrent_activities=limit,
+        # every activity today is async; the pool only serves a sync one added later
+        activity_executor=ThreadPoolExecutor(max_workers=limit),
+        interceptors=[ContextInterceptor()],
+        graceful_shutdown_timeout=grace,
+    )
+
+
+# ---------------------------------------------------------------- one builder per queue
+
+
+def workflows_worker(
+    client: Client,
+    environ: Mapping[str, str] = os.environ,
+    prefix: str = "",
+    grace: timedelta = timedelta(seconds=30),
+) -> QueueWorker:
+    """FinanceRelease, TenantRollout, TenantLock and the lock's signal-with-start activity."""
+    check_environment("workflows", environ)
+    lock = TenantLockActivities(client)
+    worker = Worker(
+        client,
+        task_queue=queue_name(WORKFLOWS_QUEUE, prefix),
+        workflows=WORKFLOWS,
+        activities=[lock.request_tenant_lock],
+        interceptors=[ContextInterceptor()],
+        graceful_shutdown_timeout=grace,
+    )
+    return QueueWorker("workflows", worker)
+
+
+def db_worker(
+    client: Client,
+    environ: Mapping[str, str] = os.environ,
+    prefix: str = "",
+    grace: timedelta = timedelta(seconds=30),
+) -> QueueWorker:
+    """Backup, verification, finance snapshot, rehearsal, migration, restore."""
+    check_environment("db", environ)
+    from activities.azure_storage import blob_service_from_environment
+    from activities.postgres import PostgresActivities
+
+    blobs = blob_service_from_environment()
+    pg = PostgresActivities.from_environment(blobs)
+    activities = [
+        pg.backup_database,
+        pg.verify_backup,
+        pg.finance_snapshot,
+        pg.rehearse_migration,
+        pg.migrate_database,
+        pg.entries_since_backup,
+        pg.restore_database,
+    ]
+    worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
+    return QueueWorker("db", worker, [blobs.close])
+
+
+def k8s_worker(
+    client: Client,
+    environ: Mapping[str, str] = os.environ,
+    prefix: str = "",
+    grace: timedelta = timedelta(seconds=30),
+) -> QueueWorker:
+    """Running state, maintenance, module update job, image, rollout wait, state restore."""
+    check_environment("k8s", environ)
+    from activities.kubernetes import KubernetesActivities
+
+    kube = KubernetesActivities.from_environment(environ)
+    activities = [
+        kube.read_running_state,
+        kube.set_maintenance,
+        kube.run_module_update,
+        kube.set_image,
+        kube.wait_for_rollout,
+        kube.restore_running_state,
+    ]
+    worker = _activity_worker(client, "k8s", K8S_QUEUE, activities, environ, prefix, grace)
+    return QueueWorker("k8s", worker)
+
+
+def azure_worker(
+    client: Client,
+    environ: Mapping[str, str] = os.environ,
+    prefix: str = "",
+    grace: timedelta = timedelta(seconds=30),
+) -> QueueWorker:
+    """Filestore copy, evidence, Azure DevOps, observability gate, notifications."""
+    check_environment("azure", environ)
+    from activities.azure_storage import blob_service_from_environment
+    from activities.blob import BlobActivities
+    from activities.evidence import EvidenceActivities
+    from activities.notify import NotifyActivities, NotifySettings
+    from activities.observe import (
+        ObservabilityActivities,
+        ObservabilitySettings,
+        azure_identity_token_provider,
+    )
+
+    blobs = blob_service_from_environment()
+    observe_settings = ObservabilitySettings.from_environment(environ)
+    observe = ObservabilityActivities(
+        observe_settings,
+        token_provider=azure_identity_token_provider()
+        if observe_settings.subscription_id
+        else None,
+    )
+    notify = NotifyActivities(NotifySettings.from_environment(environ))
+    work_items: Any = _work_item_activities(environ)
+    activities = [
+        BlobActivities(blobs).backup_filestore,
+        EvidenceActivities(blobs).publish_evidence,
+        observe.check_observability,
+        notify.notify,
+        work_items.validate_work_item,
+        work_items.report_to_work_item,
+    ]
+    worker = _activity_worker(client, "azure", AZURE_QUEUE, activities, environ, prefix, grace)
+    closers: list[Closer] = [blobs.close, observe.client.aclose, notify.client.aclose]
+    if hasattr(work_items, "client"):
+        closers.append(work_items.client.aclose)
+    return QueueWorker("azure", worker, closers)
+
+
+def smoke_worker(
+    client: Client,
+    environ: Mapping[str, str] = os.environ,
+    prefix: str = "",
+    grace: timedelta = timedelta(seconds=30),
+) -> QueueWorker:
+    """HTTP smoke checks; each tenant's smoke user is read when its check runs."""
+    check_environment("smoke", environ)
+    from activities.smoke import SmokeActivities
+
+    smoke = SmokeActivities(environ=environ)
+    worker = _activity_worker(
+        client, "smoke", SMOKE_QUEUE, [smoke.run_smoke_checks], environ, prefix, grace
+    )
+    return QueueWorker("smoke", worker)
+
+
+BUILDERS: dict[str, Callable[..., QueueWorker]] = {
+    "workflows": workflows_worker,
+    "db": db_worker,
+    "k8s": k8s_worker,
+    "azure": azure_worker,
+    "smoke": smoke_worker,
+}
+
+
+# ---------------------------------------------------------------- Azure DevOps switched off
+
+
+def _work_item_activities(environ: Mapping[str, str]) -> Any:
+    if _flag(environ, "FINRELEASE_DEVOPS_DISABLED"):
+        return WorkItemsDisabled()
+    from activities.devops import DevOpsActivities, DevOpsSettings
+
+    return DevOpsActivities(DevOpsSettings.from_environment(environ))
+
+
+class WorkItemsDisabled:
+    """Stands in when FINRELEASE_DEVOPS_DISABLED is set: no work item, so no release.
+
+    Skipping the check would let a release run without its change request; refusing it
+    clearly keeps the control and tells the operator which switch did it.
+    """
+
+    REASON = "Azure DevOps is disabled on this azure worker (FINRELEASE_DEVOPS_DISABLED)"
+
+    @activity.defn(name=Activity.VALIDATE_WORK_ITEM)
+    async def validate_work_item(self, check: WorkItemCheck) -> WorkItemInfo:
+        raise ApplicationError(
+            f"work item {check.work_item}: {self.REASON}",
+            type=ErrorType.CONFIGURATION_MISSING,
+            non_retryable=True,
+        )
+
+    @activity.defn(name=Activity.REPORT_TO_WORK_ITEM)
+    async def report_to_work_item(self, report: WorkItemReport) -> WorkItemReportResult:
+        raise ApplicationError(
+            f"work item {report.work_item}: {self.REASON}",
+            type=ErrorType.CONFIGURATION_MISSING,
+            non_retryable=True,
+        )

@@ -1,0 +1,73 @@
+"""Approval attempts of one release, through `governance.ApprovalState`, into status and evidence.
+
+Both the `approve`/`reject` updates and the signals of the same names land here; refused
+attempts are kept (status and evidence), never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from governance.policy import Approval, ApprovalPolicy, ApprovalState, Rejection, RiskRule, Verdict
+from workflows.messages import ApprovalRequest, ApprovalVerdict, GivenApproval, RefusedAttempt
+
+RETROSPECTIVE_ROLE = "release_manager"
+RETROSPECTIVE_WINDOW = timedelta(hours=24)
+
+Recorder = Callable[[str, dict[str, Any], str], None]
+
+
+class ApprovalDesk:
+    """Takes approval and rejection attempts for one ApprovalState and records each one."""
+
+    def __init__(self, state: ApprovalState, record: Recorder, kind: str = "approval") -> None:
+        self.state = state
+        self._record = record
+        self._kind = kind  # approval | retrospective_approval
+
+    @classmethod
+    def retrospective(
+        cls, policy: ApprovalPolicy, requester: str, spec_sha256: str, deadline: datetime, record: Recorder
+    ) -> ApprovalDesk:
+        """The release_manager's approval an emergency freeze override needs afterwards."""
+        rule = RiskRule(approvals={RETROSPECTIVE_ROLE: 1})
+        retro_policy = ApprovalPolicy(policy.approvers, {"emergency": rule}, RETROSPECTIVE_WINDOW)
+        state = ApprovalState(retro_policy, "emergency", requester, spec_sha256, deadline)
+        return cls(state, record, "retrospective_approval")
+
+    def approve(self, request: ApprovalRequest, at: datetime) -> ApprovalVerdict:
+        attempt = Approval(request.approver, request.role, request.spec_sha256, at, request.comment)
+        return self._note(attempt, self.state.approve(attempt), self._kind)
+
+    def reject(self, request: ApprovalRequest, at: datetime) -> ApprovalVerdict:
+        attempt = Rejection(request.approver, request.role, request.spec_sha256, at, request.comment)
+        return self._note(attempt, self.state.reject(attempt), "rejection")
+
+    def given(self) -> list[GivenApproval]:
+        return [GivenApproval(a.approver, a.role, a.at.isoformat()) for a in self.state.approvals]
+
+    def refused(self) -> list[RefusedAttempt]:
+        return [
+            RefusedAttempt(
+                attempt.approver,
+                attempt.role,
+                "rejection" if isinstance(attempt, Rejection) else "approval",
+                verdict.code,
+                verdict.message,
+                attempt.at.isoformat(),
+            )
+            for attempt, verdict in self.state.refused
+        ]
+
+    def _note(self, attempt: Approval | Rejection, verdict: Verdict, kind: str) -> ApprovalVerdict:
+        data = {
+            "role": attempt.role,
+            "spec_sha256": attempt.spec_sha256,
+            "comment": attempt.comment,
+            "code": verdict.code,
+            "message": verdict.message,
+        }
+        self._record(kind if verdict.accepted else f"{kind}_refused", data, attempt.approver)
+        return ApprovalVerdict(verdict.accepted, verdict.code, verdict.message)

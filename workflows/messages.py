@@ -1,0 +1,204 @@
+"""What crosses the FinanceRelease boundary: its input, result, handler payloads and status.
+
+Times are ISO 8601 strings with offset (JSON-safe, unambiguous). Everything is small: the
+parent keeps a summary per tenant, never a tenant's full evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from workflows.contracts import MigrationScript
+
+
+class Phase:
+    VALIDATING = "Validating"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    AWAITING_WINDOW = "AwaitingWindow"
+    BACKING_UP = "BackingUp"
+    REHEARSING = "Rehearsing"
+    ROLLING_OUT = "RollingOut"
+    REPORTING = "Reporting"
+
+
+class Outcome:
+    COMPLETED = "Completed"
+    ROLLED_BACK = "RolledBack"
+    PARTIALLY_ROLLED_BACK = "PartiallyRolledBack"
+    FAILED = "Failed"
+    REJECTED = "Rejected"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    ABORTED = "Aborted"
+
+
+# `ApplicationError.type` of a refused approval/rejection/decision (not an activity error,
+# so it lives here rather than in workflows.contracts.ErrorType).
+APPROVAL_REFUSED = "ApprovalRefused"
+REQUEST_REFUSED = "RequestRefused"
+
+RELEASE_ID = SearchAttributeKey.for_keyword("ReleaseId")
+RELEASE_PHASE = SearchAttributeKey.for_keyword("ReleasePhase")
+RISK_CLASS = SearchAttributeKey.for_keyword("RiskClass")
+REQUESTED_BY = SearchAttributeKey.for_keyword("RequestedBy")
+WORK_ITEM = SearchAttributeKey.for_int("WorkItem")
+TENANTS = SearchAttributeKey.for_keyword_list("Tenants")
+
+
+def release_workflow_id(release_id: str) -> str:
+    return f"release-{release_id}"
+
+
+def tenant_workflow_id(release_id: str, tenant: str) -> str:
+    return f"release-{release_id}-{tenant}"
+
+
+def search_attributes_for(spec: object) -> TypedSearchAttributes:
+    """The search attributes a starter sets on `release-<id>` (spec: a governance ReleaseSpec)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(RELEASE_ID, spec.release_id),  # type: ignore[attr-defined]
+            SearchAttributePair(RELEASE_PHASE, Phase.VALIDATING),
+            SearchAttributePair(RISK_CLASS, spec.risk),  # type: ignore[attr-defined]
+            SearchAttributePair(REQUESTED_BY, spec.requested_by),  # type: ignore[attr-defined]
+            SearchAttributePair(WORK_ITEM, spec.work_item),  # type: ignore[attr-defined]
+            SearchAttributePair(TENANTS, list(spec.tenants)),  # type: ignore[attr-defined]
+        ]
+    )
+
+
+# ---------------------------------------------------------------- input and result
+
+
+@dataclass
+class PinnedText:
+    """A governance document's text and the sha256 it was pinned with at start."""
+
+    name: str  # e.g. calendar name, or "release.yaml"
+    text: str
+    sha256: str
+
+
+@dataclass
+class ReleaseRequest:
+    """Everything the release needs, pinned: editing the files later never changes it.
+
+    `queues` overrides the task queue per activity name (default `contracts.QUEUE_OF`);
+    tests route every activity to one fresh queue with it. `simulated_start` makes the
+    release's clock read as if it had started at that instant (calendar drills and
+    tests); it is recorded in the evidence when used.
+    """
+
+    release_id: str
+    spec: PinnedText
+    inventory: PinnedText  # only the release's tenants
+    policy: PinnedText
+    calendars: list[PinnedText]
+    migrations: list[MigrationScript] = field(default_factory=list)
+    queues: dict[str, str] = field(default_factory=dict)
+    simulated_start: str = ""
+    link: str = ""  # where people find the release (UI URL), used in notifications
+
+
+@dataclass
+class ReleaseResult:
+    release_id: str
+    outcome: str
+    reason: str
+    tenants: dict[str, str]  # tenant -> tenant state
+    evidence_url: str
+    problems: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- handler payloads
+
+
+@dataclass
+class ApprovalRequest:
+    approver: str
+    role: str
+    spec_sha256: str
+    comment: str = ""
+
+
+@dataclass
+class ApprovalVerdict:
+    accepted: bool
+    code: str
+    message: str
+
+
+@dataclass
+class OperatorRequest:
+    """pause / resume / promote / abort: who asks and why."""
+
+    operator: str
+    reason: str = ""
+
+
+@dataclass
+class DecisionRequest:
+    """An operator's answer when entries were written since the backup."""
+
+    tenant: str
+    choice: str  # restore | fix_forward
+    operator: str
+    reason: str = ""
+
+
+DECISIONS = ("restore", "fix_forward")
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class RefusedAttempt:
+    approver: str
+    role: str
+    kind: str  # approval | rejection
+    code: str
+    message: str
+    at: str
+
+
+@dataclass
+class GivenApproval:
+    approver: str
+    role: str
+    at: str
+
+
+@dataclass
+class TenantState:
+    tenant: str
+    state: str  # pending | preparing | prepared | deferred | blocked | deploying | ... (see tenant.py)
+    detail: str = ""
+    lock_holder: str = ""  # workflow id holding the tenant's lock while we wait for it
+
+
+@dataclass
+class WaveStatus:
+    name: str
+    state: str  # pending | waiting | running | done | halted
+    tenants: list[TenantState]
+
+
+@dataclass
+class ReleaseStatus:
+    release_id: str
+    phase: str
+    outcome: str  # empty while running
+    spec_sha256: str
+    risk: str
+    approvals: list[GivenApproval]
+    missing: dict[str, int]  # role -> approvals still needed
+    refused: list[RefusedAttempt]
+    next_timer: str  # ISO instant, empty when none
+    next_timer_reason: str
+    waves: list[WaveStatus]
+    paused: bool
+    waiting_for_locks: dict[str, str]  # tenant -> lock holder
+    last_error: str

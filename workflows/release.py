@@ -1,0 +1,781 @@
+"""FinanceRelease: the release saga, read top to bottom like the runbook.
+
+validate -> approvals -> window -> back up and rehearse (per tenant, in TenantRollout
+children) -> gates -> waves of rollouts -> (emergency override: retrospective approval)
+-> seal evidence and report. Every decision goes into the release's evidence chain; each
+tenant seals its own chain, and the release records where it is and its head hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from governance.calendar import FreezeCalendar, parse_calendar
+    from governance.evidence import EvidenceChain
+    from governance.inventory import Inventory, Tenant, parse_inventory
+    from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
+    from governance.problems import ValidationFailed
+    from governance.spec import ReleaseSpec, parse_spec
+    from workflows.approvals import RETROSPECTIVE_WINDOW, ApprovalDesk
+    from workflows.contracts import (
+        Activity,
+        ErrorType,
+        EvidencePublication,
+        Notification,
+        NotificationResult,
+        ObservabilityCheck,
+        ObservabilityResult,
+        PublishedEvidence,
+        WorkItemCheck,
+        WorkItemInfo,
+        WorkItemReport,
+        WorkItemReportResult,
+    )
+    from workflows.messages import (
+        APPROVAL_REFUSED,
+        DECISIONS,
+        RELEASE_PHASE,
+        REQUEST_REFUSED,
+        ApprovalRequest,
+        ApprovalVerdict,
+        DecisionRequest,
+        OperatorRequest,
+        Outcome,
+        Phase,
+        ReleaseRequest,
+        ReleaseResult,
+        ReleaseStatus,
+        TenantState,
+        WaveStatus,
+        tenant_workflow_id,
+    )
+    from workflows.policies import run_activity
+    from workflows.tenant import TenantRollout
+    from workflows.tenant_messages import (
+        FAILED_STATES,
+        DeployOrder,
+        Finish,
+        StandDown,
+        TenantAbort,
+        TenantDecision,
+        TenantOrder,
+        TenantOutcome,
+        TenantPhase,
+        TenantPrepared,
+        TenantReport,
+    )
+    from workflows.windows import check_windows
+
+OBSERVABILITY_RECHECK = timedelta(minutes=5)
+
+
+class ReleaseEnded(Exception):
+    """The release reached an outcome early (invalid, rejected, expired, failed, aborted)."""
+
+    def __init__(self, outcome: str, reason: str, problems: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.problems = outcome, reason, problems or []
+
+
+@workflow.defn
+class FinanceRelease:
+    def __init__(self) -> None:
+        self._phase = Phase.VALIDATING
+        self._outcome = ""
+        self._spec: ReleaseSpec | None = None
+        self._desk: ApprovalDesk | None = None
+        self._retro: ApprovalDesk | None = None
+        self._paused = False
+        self._abort: OperatorRequest | None = None
+        self._promotions = 0
+        self._next_timer: tuple[str, str] = ("", "")
+        self._last_error = ""
+        self._tenants: dict[str, TenantState] = {}
+        self._wave_state: dict[str, str] = {}
+        self._children: dict[str, Any] = {}
+        self._prepared: dict[str, TenantPrepared] = {}
+        self._outcomes: dict[str, TenantOutcome] = {}
+        self._held: set[str] = set()  # deployed, waiting for finish (rollback_all)
+        self._deploy_sent: set[str] = set()  # sent deploy or stand_down
+        self._deploying_set: set[str] = set()  # sent deploy
+        self._backups_done: set[str] = set()
+        self._blocked: set[str] = set()
+        self._offset = timedelta(0)
+        self._chain: EvidenceChain | None = None
+        self._closed = False
+
+    # --- the runbook ---------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: ReleaseRequest) -> ReleaseResult:
+        self._request = request
+        if request.simulated_start:
+            self._offset = datetime.fromisoformat(request.simulated_start) - workflow.now()
+        self._chain = EvidenceChain(request.release_id)
+        try:
+            await self._validate(request)
+            await self._collect_approvals()
+            await self._wait_for_first_window()
+            await self._back_up_and_rehearse()
+            await self._pass_gates()
+            outcome, reason = await self._roll_out()
+            if outcome == Outcome.COMPLETED and self._override_used:
+                await self._await_retrospective_approval()
+        except ReleaseEnded as ended:
+            await self._stand_down_all(ended.reason)
+            return await self._seal_and_report(ended.outcome, ended.reason, ended.problems)
+        return await self._seal_and_report(outcome, reason, [])
+
+    async def _validate(self, request: ReleaseRequest) -> None:
+        """Parse the pinned documents with governance; bad input ends as Invalid, untouched."""
+        self._set_phase(Phase.VALIDATING)
+        problems = _pin_problems(request)
+        if not problems:
+            try:
+                self._inventory = parse_inventory(request.inventory.text)
+                self._policy = parse_policy(request.policy.text)
+                self._calendars = {c.name: parse_calendar(c.text, c.name) for c in request.calendars}
+                self._spec = parse_spec(request.spec.text, self._inventory, self._policy, self._calendars)
+            except ValidationFailed as failed:
+                problems = [str(p) for p in failed.problems]
+        if not problems:
+            problems = _release_problems(request, self._spec, self._inventory, self._policy, self._calendars)
+        if problems:
+            self._record("invalid", {"problems": problems})
+            raise ReleaseEnded(Outcome.INVALID, f"{len(problems)} problem(s) in the release", problems)
+        spec = self._spec
+        assert spec is not None
+        self._record("release", {
+            "spec_sha256": spec.sha256, "spec": spec.canonical(),
+            "pinned": {p.name: p.sha256 for p in [request.spec, request.inventory, request.policy,
+                                                  *request.calendars]},
+            "migrations": {m.name: m.sha256 for m in request.migrations},
+            "simulated_start": request.simulated_start,
+        })
+        self._waves = spec.waves()
+        for name, tenants in self._waves:
+            self._wave_state[name] = "pending"
+            for tenant in tenants:
+                self._tenants[tenant] = TenantState(tenant, TenantPhase.PENDING)
+        check = WorkItemCheck(spec.release_id, spec.work_item, spec.risk)
+        try:
+            item: WorkItemInfo = await self._call(Activity.VALIDATE_WORK_ITEM, check, WorkItemInfo)
+        except ActivityError as err:
+            reason = _cause(err)
+            self._record("work_item_refused", {"work_item": spec.work_item, "error": reason})
+            raise ReleaseEnded(Outcome.INVALID, reason, [reason]) from None
+        self._record("work_item", {"id": item.id, "state": item.state, "risk": item.risk,
+                                   "url": item.url, "rev": item.rev})
+
+    async def _collect_approvals(self) -> None:
+        spec = self._spec
+        assert spec is not None
+        self._set_phase(Phase.AWAITING_APPROVAL)
+        deadline = self.now() + self._policy.approval_timeout
+        state = ApprovalState(self._policy, spec.risk, spec.requested_by, spec.sha256, deadline)
+        self._desk = ApprovalDesk(state, self._record)
+        await self._notify("approval_requested", f"{spec.release_id} needs approval: {state.missing()}",
+                           self._members(state.missing()))
+        if not await self._wait(lambda: state.outcome != "pending", deadline, "approval deadline"):
+            self._record("expired", {"deadline": deadline.isoformat(), "missing": state.missing()})
+            raise ReleaseEnded(Outcome.EXPIRED, f"approvals still missing at {deadline.isoformat()}")
+        if state.rejection is not None:
+            r = state.rejection
+            raise ReleaseEnded(Outcome.REJECTED, f"rejected by {r.approver} ({r.role}): {r.comment}")
+        self._record("approved", {"approvers": [a.approver for a in state.approvals]})
+
+    async def _wait_for_first_window(self) -> None:
+        self._set_phase(Phase.AWAITING_WINDOW)
+        first_wave = self._waves[0][1]
+        while True:
+            check = self._check_windows(first_wave, "first wave")
+            if check.allowed or not check.deferred:
+                return
+            until = check.earliest()
+            assert until is not None
+            await self._notify("waiting_for_window", f"first wave waits until {until.isoformat()}")
+            await self._wait(lambda: False, until, "deployment window of the first wave")
+
+    async def _back_up_and_rehearse(self) -> None:
+        """Start one TenantRollout per tenant: backup, verification, rehearsal, under its lock."""
+        spec = self._spec
+        assert spec is not None
+        self._set_phase(Phase.BACKING_UP)
+        rule = self._policy.risk[spec.risk]
+        canary = self._waves[0][1][0]
+        limit = spec.rollout.max_parallel
+        for name in spec.tenants:
+            await self._wait_unpaused()
+            await self._wait(lambda: self._preparing() < limit)
+            await self._start_child(self._inventory.get(name), rule.rehearse == "all" or name == canary)
+        await self._wait(lambda: all(self._backed_up(t) for t in spec.tenants))
+        self._set_phase(Phase.REHEARSING)
+        await self._wait(lambda: all(t in self._prepared or t in self._outcomes for t in spec.tenants))
+        failed = {t: p.reason for t, p in self._prepared.items() if not p.ok}
+        if failed:
+            self._record("gate_failed", {"gate": "backups and rehearsal", "tenants": failed})
+            raise ReleaseEnded(Outcome.FAILED, "; ".join(failed.values()))
+
+    async def _pass_gates(self) -> None:
+        """Rollback package for every tenant, then hold until observability is green."""
+        spec = self._spec
+        assert spec is not None
+        missing = [t for t in spec.tenants if not (t in self._prepared and self._prepared[t].backup)]
+        if missing:
+            raise ReleaseEnded(Outcome.FAILED, f"no rollback package for {', '.join(missing)}")
+        self._record("gate_passed", {"gate": "rollback packages", "tenants": list(spec.tenants)})
+        first_hold = True
+        while True:
+            check = ObservabilityCheck(spec.release_id, list(spec.tenants))
+            try:
+                result: ObservabilityResult = await self._call(
+                    Activity.CHECK_OBSERVABILITY, check, ObservabilityResult
+                )
+            except ActivityError as err:
+                result = ObservabilityResult(False, [f"observability check failed: {_cause(err)}"])
+            if result.healthy:
+                self._record("gate_passed", {"gate": "observability"})
+                return
+            self._last_error = "; ".join(result.problems)
+            if first_hold:
+                self._record("gate_held", {"gate": "observability", "problems": result.problems})
+                await self._notify("failure", f"release held by the observability gate: {self._last_error}")
+                first_hold = False
+            await self._wait(lambda: False, self.now() + OBSERVABILITY_RECHECK, "observability recheck")
+
+    async def _roll_out(self) -> tuple[str, str]:
+        spec = self._spec
+        assert spec is not None
+        self._set_phase(Phase.ROLLING_OUT)
+        rule = self._policy.risk[spec.risk]
+        manual = (rule.promotion or spec.rollout.promotion) == "manual"
+        halted = ""
+        for index, (wave, names) in enumerate(self._waves):
+            if index:
+                await self._wait(lambda: False, self.now() + spec.rollout.bake, f"bake before {wave}")
+                if manual:
+                    self._wave_state[wave] = "awaiting_promotion"
+                    await self._notify("wave_done", f"wave {wave} waits for promote", self._members({}))
+                    await self._wait(lambda: self._promotions >= index, None, f"promote {wave}")
+                    self._record("promoted", {"wave": wave})
+            halted = await self._run_wave(wave, names)
+            await self._notify("wave_done", f"wave {wave}: {self._wave_state[wave]}")
+            if halted:
+                break
+        return await self._finish_rollout(halted)
+
+    async def _run_wave(self, wave: str, names: list[str]) -> str:
+        """Deploy one wave (deferring tenants outside their window); return why it halted."""
+        spec = self._spec
+        assert spec is not None
+        self._wave_state[wave] = "running"
+        remaining = list(names)
+        while remaining:
+            await self._wait_unpaused()
+            check = self._check_windows(remaining, wave)
+            for tenant, reason in check.blocked.items():
+                self._set_tenant(tenant, TenantPhase.BLOCKED, reason)
+                self._blocked.add(tenant)
+                self._deploy_sent.add(tenant)
+                await self._children[tenant].signal(TenantRollout.stand_down, StandDown(reason))
+            remaining = [t for t in remaining if t not in check.blocked]
+            if not check.allowed:
+                until = check.earliest()
+                if until is None:
+                    break
+                await self._wait(lambda: False, until, f"window of {', '.join(check.deferred)}")
+                continue
+            for tenant in check.allowed:
+                await self._wait(lambda: self._deploying() < spec.rollout.max_parallel or self._halt_reason())
+                if self._halt_reason():
+                    break
+                await self._wait_unpaused()
+                self._set_tenant(tenant, TenantPhase.DEPLOYING)
+                self._deploy_sent.add(tenant)
+                self._deploying_set.add(tenant)
+                await self._children[tenant].signal(TenantRollout.deploy, DeployOrder(wave))
+                remaining.remove(tenant)
+            await self._wait(lambda: self._deploying() == 0 or bool(self._abort))
+            if self._halt_reason():
+                break
+        self._wave_state[wave] = "halted" if self._halt_reason() else "done"
+        return self._halt_reason()
+
+    async def _finish_rollout(self, halted: str) -> tuple[str, str]:
+        spec = self._spec
+        assert spec is not None
+        if self._abort is not None:
+            for tenant in self._in_flight():
+                await self._children[tenant].signal(TenantRollout.abort, TenantAbort(self._abort.reason))
+        await self._stand_down_rest(halted or "release finished")
+        await self._wait(lambda: not self._in_flight(), abortable=False)
+        compensate = bool(halted) and spec.rollout.on_failure == "rollback_all"
+        for tenant in sorted(self._held - set(self._outcomes)):
+            await self._children[tenant].signal(TenantRollout.finish, Finish(compensate, halted))
+        await self._wait(lambda: all(t in self._outcomes for t in self._children), abortable=False)
+        deployed = [t for t, o in self._outcomes.items() if o.state == TenantPhase.DEPLOYED]
+        failed = [t for t, o in self._outcomes.items() if o.state in (*FAILED_STATES, TenantPhase.ERROR)]
+        blocked = sorted(self._blocked)
+        if self._abort is not None:
+            return Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
+        if halted:
+            outcome = Outcome.PARTIALLY_ROLLED_BACK if deployed else Outcome.ROLLED_BACK
+            return outcome, halted
+        if failed:
+            return Outcome.PARTIALLY_ROLLED_BACK, f"failed and compensated: {', '.join(failed)}"
+        if blocked:
+            return Outcome.FAILED, "blocked: " + "; ".join(self._tenants[t].detail for t in blocked)
+        return Outcome.COMPLETED, f"{len(deployed)} tenant(s) on {spec.image}"
+
+    async def _await_retrospective_approval(self) -> None:
+        spec = self._spec
+        assert spec is not None
+        self._set_phase(Phase.REPORTING)
+        deadline = self.now() + RETROSPECTIVE_WINDOW
+        self._retro = ApprovalDesk.retrospective(
+            self._policy, spec.requested_by, spec.sha256, deadline, self._record
+        )
+        retro = self._retro.state
+        await self._notify("approval_requested", "the freeze override needs a retrospective approval",
+                           list(self._policy.approvers.get("release_manager", ())))
+        approved = await self._wait(
+            lambda: retro.outcome != "pending", deadline, "retrospective approval", abortable=False
+        )
+        if not approved:
+            self._record("retrospective_overdue", {"deadline": deadline.isoformat()})
+
+    async def _seal_and_report(self, outcome: str, reason: str, problems: list[str]) -> ReleaseResult:
+        self._set_phase(Phase.REPORTING)
+        self._outcome = outcome
+        self._closed = True
+        assert self._chain is not None
+        self._record("outcome", {"outcome": outcome, "reason": reason,
+                                 "tenants": {t: s.state for t, s in self._tenants.items()}})
+        publication = EvidencePublication(self._request.release_id, self._chain.bundle(), outcome)
+        published: PublishedEvidence = await self._call(
+            Activity.PUBLISH_EVIDENCE, publication, PublishedEvidence
+        )
+        spec = self._spec
+        if spec is not None:
+            report = WorkItemReport(
+                spec.release_id, spec.work_item, outcome,
+                [a.approver for a in self._desk.state.approvals] if self._desk else [],
+                {t: s.state for t, s in self._tenants.items()},
+                [o.backup_url for o in self._outcomes.values() if o.backup_url],
+                published.url,
+            )
+            try:
+                await self._call(Activity.REPORT_TO_WORK_ITEM, report, WorkItemReportResult)
+            except ActivityError as err:
+                self._last_error = f"reporting to the work item failed: {_cause(err)}"
+        await self._notify("outcome", f"{self._request.release_id}: {outcome} — {reason}")
+        return ReleaseResult(
+            self._request.release_id, outcome, reason,
+            {t: s.state for t, s in self._tenants.items()}, published.url, problems,
+        )
+
+    # --- children ----------------------------------------------------------------------------
+
+    async def _start_child(self, tenant: Tenant, rehearse: bool) -> None:
+        spec = self._spec
+        assert spec is not None
+        order = TenantOrder(
+            release_id=spec.release_id,
+            parent_id=workflow.info().workflow_id,
+            tenant=tenant,
+            image=spec.image,
+            modules=list(spec.modules),
+            migrations=list(self._request.migrations),
+            smoke=list(spec.smoke),
+            rehearse=rehearse,
+            hold_after_deploy=spec.rollout.on_failure == "rollback_all",
+            queues=dict(self._request.queues),
+            clock_offset_seconds=self._offset.total_seconds(),
+        )
+        self._set_tenant(tenant.name, TenantPhase.PREPARING)
+        handle = await workflow.start_child_workflow(
+            TenantRollout.run, order, id=tenant_workflow_id(spec.release_id, tenant.name),
+            static_summary=f"{spec.release_id} on {tenant.name}",
+        )
+        self._children[tenant.name] = handle
+        asyncio.get_running_loop().create_task(self._watch(tenant.name, handle))  # noqa: RUF006
+
+    async def _watch(self, tenant: str, handle: Any) -> None:
+        try:
+            outcome: TenantOutcome = await handle
+        except Exception as err:  # noqa: BLE001 - a broken child must not break the release
+            outcome = TenantOutcome(tenant, TenantPhase.ERROR, _cause(err), "", "", "", "", "")
+        self._outcomes[tenant] = outcome
+        self._held.discard(tenant)
+        if tenant not in self._blocked:
+            self._set_tenant(tenant, outcome.state, outcome.reason)
+        self._record("tenant_bundle", {"tenant": tenant, "blob_name": outcome.evidence_blob,
+                                       "head": outcome.evidence_head, "state": outcome.state})
+
+    async def _stand_down_rest(self, reason: str) -> None:
+        """Tell every tenant not sent to deploy that it will not be: it seals and finishes."""
+        for tenant, handle in self._children.items():
+            if tenant not in self._deploy_sent and tenant not in self._outcomes:
+                self._deploy_sent.add(tenant)  # never both deploy and stand down
+                await handle.signal(TenantRollout.stand_down, StandDown(reason))
+
+    async def _stand_down_all(self, reason: str) -> None:
+        """The release ended early: stand down everyone not deployed and wait for all to seal."""
+        await self._stand_down_rest(reason)
+        await self._wait(lambda: all(t in self._outcomes for t in self._children), abortable=False)
+
+    def _preparing(self) -> int:
+        return sum(1 for t in self._children if t not in self._prepared and t not in self._outcomes)
+
+    def _backed_up(self, tenant: str) -> bool:
+        return tenant in self._backups_done or tenant in self._prepared or tenant in self._outcomes
+
+    def _in_flight(self) -> list[str]:
+        """Tenants sent to deploy whose deployment has not settled (finished or held)."""
+        return [t for t in self._deploying_set if t not in self._outcomes and t not in self._held]
+
+    def _deploying(self) -> int:
+        return len(self._in_flight())
+
+    def _halt_reason(self) -> str:
+        """Why no further tenant may start: abort, or failures beyond max_failure_ratio."""
+        spec = self._spec
+        assert spec is not None
+        if self._abort is not None:
+            return f"aborted: {self._abort.reason}"
+        failures = [o for o in self._outcomes.values() if o.state in (*FAILED_STATES, TenantPhase.ERROR)]
+        if not failures:
+            return ""
+        attempted = len(self._deploying_set)
+        # planned: the attempted ones plus the rest of the running wave; once the failures
+        # exceed the ratio of that, no later success can bring the release back under it
+        running = {t for w, names in self._waves if self._wave_state[w] == "running" for t in names}
+        rest = len(running - self._deploying_set - self._blocked)
+        ratio = spec.rollout.max_failure_ratio
+        if len(failures) > ratio * (attempted + rest):
+            return f"{len(failures)} of {attempted} tenant(s) failed (max_failure_ratio {ratio})"
+        return ""
+
+    # --- signals and updates from children -----------------------------------------------
+
+    @workflow.signal
+    def tenant_prepared(self, prepared: TenantPrepared) -> None:
+        self._prepared[prepared.tenant] = prepared
+        state = TenantPhase.PREPARED if prepared.ok else TenantPhase.PREPARATION_FAILED
+        self._set_tenant(prepared.tenant, state, prepared.reason)
+
+    @workflow.signal
+    def tenant_report(self, report: TenantReport) -> None:
+        if report.state == TenantPhase.DEPLOYED:
+            self._held.add(report.tenant)
+        if report.state == TenantPhase.BACKED_UP:
+            self._backups_done.add(report.tenant)
+            return
+        self._set_tenant(report.tenant, report.state, report.detail, report.lock_holder)
+
+    # --- approvals ---------------------------------------------------------------------------
+
+    @workflow.update
+    async def approve(self, request: ApprovalRequest) -> ApprovalVerdict:
+        verdict = await self._attempt(request, approve=True)
+        if not verdict.accepted:
+            raise ApplicationError(verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True)
+        return verdict
+
+    @approve.validator
+    def _check_approve(self, request: ApprovalRequest) -> None:
+        _check_attempt(request)
+
+    @workflow.update
+    async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
+        verdict = await self._attempt(request, approve=False)
+        if not verdict.accepted:
+            raise ApplicationError(verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True)
+        return verdict
+
+    @reject.validator
+    def _check_reject(self, request: ApprovalRequest) -> None:
+        _check_attempt(request)
+
+    @workflow.signal(name="approve")
+    async def approve_signal(self, request: ApprovalRequest) -> None:
+        await self._attempt(request, approve=True)
+
+    @workflow.signal(name="reject")
+    async def reject_signal(self, request: ApprovalRequest) -> None:
+        await self._attempt(request, approve=False)
+
+    async def _attempt(self, request: ApprovalRequest, approve: bool) -> ApprovalVerdict:
+        # an attempt may arrive before validation has opened the approvals
+        await workflow.wait_condition(lambda: self._desk is not None or self._closed)
+        desk = self._desk
+        if self._retro is not None and desk is not None and desk.state.outcome != "pending":
+            desk = self._retro
+        if desk is None:
+            return ApprovalVerdict(False, "decided", f"release ended: {self._outcome}")
+        if approve:
+            return desk.approve(request, self.now())
+        return desk.reject(request, self.now())
+
+    # --- operator controls -------------------------------------------------------------------
+
+    @workflow.update
+    def pause(self, request: OperatorRequest) -> str:
+        self._paused = True
+        self._record("paused", {"reason": request.reason}, request.operator)
+        return "paused: no new step starts until resume"
+
+    @pause.validator
+    def _check_pause(self, request: OperatorRequest) -> None:
+        self._check_operator(request)
+        if self._paused:
+            raise ValueError("the release is already paused")
+
+    @workflow.update
+    def resume(self, request: OperatorRequest) -> str:
+        self._paused = False
+        self._record("resumed", {"reason": request.reason}, request.operator)
+        return "resumed"
+
+    @resume.validator
+    def _check_resume(self, request: OperatorRequest) -> None:
+        self._check_operator(request)
+        if not self._paused:
+            raise ValueError("the release is not paused")
+
+    @workflow.update
+    def promote(self, request: OperatorRequest) -> str:
+        self._promotions += 1
+        self._record("promote", {"reason": request.reason}, request.operator)
+        return f"promotion {self._promotions} recorded"
+
+    @promote.validator
+    def _check_promote(self, request: OperatorRequest) -> None:
+        self._check_operator(request)
+        if not any(s == "awaiting_promotion" for s in self._wave_state.values()):
+            raise ValueError("no wave is waiting for promotion")
+
+    @workflow.update
+    def abort(self, request: OperatorRequest) -> str:
+        self._abort = request
+        self._record("abort", {"reason": request.reason}, request.operator)
+        return "aborting: deployed tenants are compensated per on_failure"
+
+    @abort.validator
+    def _check_abort(self, request: OperatorRequest) -> None:
+        self._check_operator(request)
+        if not request.reason:
+            raise ValueError("abort needs a reason")
+        if self._abort is not None:
+            raise ValueError("the release is already aborting")
+
+    @workflow.update
+    async def decide(self, request: DecisionRequest) -> str:
+        decision = TenantDecision(request.choice, request.operator, request.reason)
+        await self._children[request.tenant].signal("decide", decision)
+        return f"{request.choice} sent to {request.tenant}"
+
+    @decide.validator
+    def _check_decide(self, request: DecisionRequest) -> None:
+        if not request.operator:
+            raise ValueError("operator is required")
+        if request.choice not in DECISIONS:
+            raise ValueError(f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}")
+        state = self._tenants.get(request.tenant)
+        if state is None or state.state != TenantPhase.AWAITING_DECISION:
+            raise ValueError(f"tenant {request.tenant!r} is not waiting for a decision")
+
+    def _check_operator(self, request: OperatorRequest) -> None:
+        if not request.operator:
+            raise ValueError("operator is required")
+        if self._closed:
+            raise ValueError(f"the release has ended: {self._outcome}")
+
+    @workflow.query
+    def status(self) -> ReleaseStatus:
+        desk = self._desk
+        retro = self._retro
+        waves = [
+            WaveStatus(name, self._wave_state.get(name, "pending"), [self._tenants[t] for t in tenants])
+            for name, tenants in getattr(self, "_waves", [])
+        ]
+        return ReleaseStatus(
+            release_id=self._request.release_id,
+            phase=self._phase,
+            outcome=self._outcome,
+            spec_sha256=self._spec.sha256 if self._spec else "",
+            risk=self._spec.risk if self._spec else "",
+            approvals=(desk.given() if desk else []) + (retro.given() if retro else []),
+            missing=(retro.state.missing() if retro and desk and desk.state.quorum_met
+                     else desk.state.missing() if desk else {}),
+            refused=(desk.refused() if desk else []) + (retro.refused() if retro else []),
+            next_timer=self._next_timer[0],
+            next_timer_reason=self._next_timer[1],
+            waves=waves,
+            paused=self._paused,
+            waiting_for_locks={t: s.lock_holder for t, s in self._tenants.items()
+                               if s.state == TenantPhase.WAITING_FOR_LOCK},
+            last_error=self._last_error,
+        )
+
+    # --- small helpers -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The release's clock: workflow time, shifted when `simulated_start` was given."""
+        return workflow.now() + self._offset
+
+    @property
+    def _override_used(self) -> bool:
+        return getattr(self, "_overrode_freeze", False)
+
+    def _check_windows(self, names: list[str], label: str) -> Any:
+        spec = self._spec
+        assert spec is not None
+        tenants = [self._inventory.get(n) for n in names]
+        rule = self._policy.risk[spec.risk]
+        durations = {t: p.rehearsal_seconds for t, p in self._prepared.items()}
+        check = check_windows(tenants, self._calendars, self.now(), durations)
+        if rule.freeze_override and (check.deferred or check.blocked):
+            self._overrode_freeze = True
+            self._record("freeze_override", {"wave": label, **check.as_evidence()})
+            check.allowed = list(names)
+            check.deferred, check.blocked = {}, {}
+            return check
+        if check.deferred or check.blocked or label == "first wave":
+            self._record("calendar", {"wave": label, "at": self.now().isoformat(), **check.as_evidence()})
+        for tenant, deferral in check.deferred.items():
+            if self._tenants[tenant].state in (TenantPhase.PREPARED, TenantPhase.PENDING,
+                                               TenantPhase.DEFERRED):
+                self._set_tenant(tenant, TenantPhase.DEFERRED
+                                 if self._phase == Phase.ROLLING_OUT else self._tenants[tenant].state,
+                                 f"until {deferral.next_allowed.isoformat()}: {'; '.join(deferral.reasons)}")
+        return check
+
+    async def _wait(
+        self, condition: Any, until: datetime | None = None, why: str = "", abortable: bool = True
+    ) -> bool:
+        """Wait for `condition` (or until `until`); False on timeout.
+
+        An abort ends an `abortable` wait before the rollout with `ReleaseEnded`; during the
+        rollout it only wakes the wait (the rollout compensates first).
+        """
+        if until is not None:
+            self._next_timer = (until.isoformat(), why)
+            workflow.set_current_details(f"{self._phase}: waiting for {why} until {until.isoformat()}")
+        try:
+            timeout = None if until is None else max((until - self.now()).total_seconds(), 0.001)
+            await workflow.wait_condition(
+                lambda: condition() or (abortable and self._abort is not None), timeout=timeout
+            )
+            met = True
+        except TimeoutError:
+            met = False
+        finally:
+            if until is not None:
+                self._next_timer = ("", "")
+        if abortable and self._abort is not None and self._phase != Phase.ROLLING_OUT:
+            raise ReleaseEnded(Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}")
+        return met
+
+    async def _wait_unpaused(self) -> None:
+        if self._paused:
+            workflow.set_current_details(f"{self._phase}: paused")
+            await self._wait(lambda: not self._paused)
+
+    def _set_phase(self, phase: str) -> None:
+        self._phase = phase
+        workflow.set_current_details(f"{self._request.release_id}: {phase}")
+        # the time-skipping test server knows no custom search attributes: only upsert
+        # when the starter set them (the CLI always does)
+        if workflow.info().typed_search_attributes.get(RELEASE_PHASE) is not None:
+            workflow.upsert_search_attributes([RELEASE_PHASE.value_set(phase)])
+
+    def _set_tenant(self, tenant: str, state: str, detail: str = "", holder: str = "") -> None:
+        if tenant in self._tenants:
+            self._tenants[tenant] = TenantState(tenant, state, detail, holder)
+
+    def _record(self, kind: str, data: dict[str, Any], actor: str = "finrelease") -> None:
+        assert self._chain is not None
+        self._chain.append(kind, actor, data, self.now().isoformat())
+
+    def _members(self, roles: dict[str, int]) -> list[str]:
+        return sorted({m for role in roles for m in self._policy.approvers.get(role, ())})
+
+    async def _call(self, name: str, arg: Any, result_type: type) -> Any:
+        return await run_activity(name, arg, result_type, self._request.queues,
+                                  f"{name} {self._request.release_id}")
+
+    async def _notify(self, kind: str, message: str, needed_from: list[str] | None = None) -> None:
+        note = Notification(self._request.release_id, kind, self._phase, message, needed_from or [],
+                            self._request.link)
+        try:
+            await self._call(Activity.NOTIFY, note, NotificationResult)
+        except ActivityError as err:  # a failing notification never fails the release
+            self._last_error = f"notification {kind} failed: {_cause(err)}"
+
+
+# --- validation helpers (pure) ---------------------------------------------------------------
+
+
+def _check_attempt(request: ApprovalRequest) -> None:
+    for name in ("approver", "role", "spec_sha256"):
+        if not getattr(request, name):
+            raise ValueError(f"{name} is required")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pin_problems(request: ReleaseRequest) -> list[str]:
+    documents = [request.spec, request.inventory, request.policy, *request.calendars]
+    problems = [
+        f"{d.name}: content does not match its pinned sha256 {d.sha256}"
+        for d in documents if _sha256(d.text) != d.sha256
+    ]
+    problems += [
+        f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
+        for m in request.migrations if _sha256(m.sql) != m.sha256
+    ]
+    return problems
+
+
+def _release_problems(
+    request: ReleaseRequest,
+    spec: ReleaseSpec | None,
+    inventory: Inventory,
+    policy: ApprovalPolicy,
+    calendars: dict[str, FreezeCalendar],
+) -> list[str]:
+    assert spec is not None
+    problems = []
+    if spec.release_id != request.release_id:
+        problems.append(f"release_id: spec says {spec.release_id!r}, request {request.release_id!r}")
+    if [m.name for m in request.migrations] != list(spec.migrations):
+        problems.append(f"migrations: spec lists {list(spec.migrations)}, request carries "
+                        f"{[m.name for m in request.migrations]}")
+    if spec.risk not in policy.risk:
+        problems.append(f"risk: the policy has no rule for {spec.risk!r}")
+    for name in spec.tenants:
+        tenant = inventory.get(name)
+        if tenant.calendar not in calendars:
+            problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
+    return problems
+
+
+def _cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    if isinstance(err, ApplicationError) and err.type:
+        return f"{err.type}: {err.message}"
+    return str(err)
+
+
+__all__ = ["FinanceRelease", "ErrorType"]
