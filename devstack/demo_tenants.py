@@ -39,7 +39,11 @@ class DemoFiles:
 
 
 def write_demo_files(
-    directory: Path, release_id: str, odoo_port: int, calendar: str = "demo"
+    directory: Path,
+    release_id: str,
+    odoo_port: int,
+    calendar: str = "demo",
+    database_prefix: str = "",
 ) -> DemoFiles:
     """The examples, with a fresh release id, the Odoo double's port and an always-open calendar.
 
@@ -57,6 +61,7 @@ def write_demo_files(
     for tenant in inventory["tenants"]:
         tenant["calendar"] = calendar
         tenant["url"] = f"http://127.0.0.1:{odoo_port}/{tenant['name']}"
+        tenant["database"] = f"{database_prefix}{tenant['database']}"
     (directory / "tenants.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
     return DemoFiles(
         spec=directory / "release.yaml",

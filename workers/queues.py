@@ -127,9 +127,17 @@ def _activity_worker(
         max_concurrent_activities=limit,
         # every activity today is async; the pool only serves a sync one added later
         activity_executor=ThreadPoolExecutor(max_workers=limit),
-        interceptors=[ContextInterceptor()],
+        interceptors=_worker_interceptors(client),
         graceful_shutdown_timeout=grace,
     )
+
+
+def _worker_interceptors(client: Client) -> list[ContextInterceptor]:
+    """ContextInterceptor, unless the client already carries it: a client interceptor that is
+    also a worker interceptor applies to the client's workers, and twice would wrap twice."""
+    if any(isinstance(i, ContextInterceptor) for i in client.config().get("interceptors", [])):
+        return []
+    return [ContextInterceptor()]
 
 
 # ---------------------------------------------------------------- one builder per queue
@@ -149,7 +157,7 @@ def workflows_worker(
         task_queue=queue_name(WORKFLOWS_QUEUE, prefix),
         workflows=WORKFLOWS,
         activities=[lock.request_tenant_lock],
-        interceptors=[ContextInterceptor()],
+        interceptors=_worker_interceptors(client),
         graceful_shutdown_timeout=grace,
     )
     return QueueWorker("workflows", worker)
