@@ -29,7 +29,9 @@ def blob_service_from_environment() -> BlobServiceClient:
         )
     from azure.identity.aio import DefaultAzureCredential
 
-    return BlobServiceClient(account_url, credential=DefaultAzureCredential(), api_version=BLOB_API_VERSION)
+    return BlobServiceClient(
+        account_url, credential=DefaultAzureCredential(), api_version=BLOB_API_VERSION
+    )
 
 
 def blob_service_from_connection_string(connection_string: str) -> BlobServiceClient:

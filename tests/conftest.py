@@ -25,16 +25,21 @@ from temporalio.testing import WorkflowEnvironment
 from activities.azure_storage import azurite_connection_string, blob_service_from_connection_string
 from devstack.paths import venv_binary
 from devstack.ports import free_port
-from devstack.services import SEARCH_ATTRIBUTES, azurite as azurite_process
-from devstack.services import ensure_postgres
+from devstack.services import SEARCH_ATTRIBUTES, ensure_postgres
+from devstack.services import azurite as azurite_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so `-m unit` etc. select a tier."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for tier, marker in (("unit", "unit"), ("workflows", "workflow"), ("integration", "integration"),
-                             ("e2e", "e2e"), ("replay", "workflow")):
+        for tier, marker in (
+            ("unit", "unit"),
+            ("workflows", "workflow"),
+            ("integration", "integration"),
+            ("e2e", "e2e"),
+            ("replay", "workflow"),
+        ):
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, marker))
 

@@ -69,7 +69,9 @@ class ContextInterceptor(client.Interceptor, worker.Interceptor):
     def intercept_client(self, next: client.OutboundInterceptor) -> client.OutboundInterceptor:
         return _ClientOutbound(next)
 
-    def intercept_activity(self, next: worker.ActivityInboundInterceptor) -> worker.ActivityInboundInterceptor:
+    def intercept_activity(
+        self, next: worker.ActivityInboundInterceptor
+    ) -> worker.ActivityInboundInterceptor:
         return _ActivityInbound(next)
 
     def workflow_interceptor_class(
@@ -79,7 +81,9 @@ class ContextInterceptor(client.Interceptor, worker.Interceptor):
 
 
 class _ClientOutbound(client.OutboundInterceptor):
-    async def start_workflow(self, input: client.StartWorkflowInput) -> client.WorkflowHandle[Any, Any]:
+    async def start_workflow(
+        self, input: client.StartWorkflowInput
+    ) -> client.WorkflowHandle[Any, Any]:
         input.headers = _with_header(input.headers)
         return await super().start_workflow(input)
 
@@ -87,7 +91,9 @@ class _ClientOutbound(client.OutboundInterceptor):
         input.headers = _with_header(input.headers)
         await super().signal_workflow(input)
 
-    async def start_workflow_update(self, input: client.StartWorkflowUpdateInput) -> client.WorkflowUpdateHandle[Any]:
+    async def start_workflow_update(
+        self, input: client.StartWorkflowUpdateInput
+    ) -> client.WorkflowUpdateHandle[Any]:
         input.headers = _with_header(input.headers)
         return await super().start_workflow_update(input)
 
@@ -95,7 +101,11 @@ class _ClientOutbound(client.OutboundInterceptor):
 class _ActivityInbound(worker.ActivityInboundInterceptor):
     async def execute_activity(self, input: worker.ExecuteActivityInput) -> Any:
         info = activity.info()
-        values = {**_decode(input.headers), "workflow_id": info.workflow_id or "", "activity_id": info.activity_id}
+        values = {
+            **_decode(input.headers),
+            "workflow_id": info.workflow_id or "",
+            "activity_id": info.activity_id,
+        }
         with release_context(**values):
             return await super().execute_activity(input)
 
@@ -114,10 +124,14 @@ class _WorkflowOutbound(worker.WorkflowOutboundInterceptor):
         input.headers = _with_header(input.headers)
         return super().start_activity(input)
 
-    async def start_child_workflow(self, input: worker.StartChildWorkflowInput) -> workflow.ChildWorkflowHandle[Any, Any]:
+    async def start_child_workflow(
+        self, input: worker.StartChildWorkflowInput
+    ) -> workflow.ChildWorkflowHandle[Any, Any]:
         input.headers = _with_header(input.headers)
         return await super().start_child_workflow(input)
 
-    def start_local_activity(self, input: worker.StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
+    def start_local_activity(
+        self, input: worker.StartLocalActivityInput
+    ) -> workflow.ActivityHandle[Any]:
         input.headers = _with_header(input.headers)
         return super().start_local_activity(input)

@@ -38,7 +38,9 @@ def _flatten_temporal_extras(_: Any, __: str, event: dict[str, Any]) -> dict[str
     return event
 
 
-def configure_logging(level: str = "INFO", json_output: bool | None = None, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", json_output: bool | None = None, stream: TextIO | None = None
+) -> None:
     """Route structlog and stdlib logging through one pipeline; JSON unless stdout is a TTY."""
     stream = stream or sys.stdout
     if json_output is None:
@@ -53,7 +55,9 @@ def configure_logging(level: str = "INFO", json_output: bool | None = None, stre
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

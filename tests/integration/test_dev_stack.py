@@ -17,12 +17,23 @@ pytestmark = pytest.mark.e2e
 
 
 def _dev(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PROJECT_ROOT / "dev"), *args], env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [str(PROJECT_ROOT / "dev"), *args], env=env, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Path):
     env = {**os.environ, "FINRELEASE_HOME": str(tmp_path)}
-    for name in ("TEMPORAL", "UI", "AZURITE", "KUBERNETES", "DEVOPS", "MONITOR", "WEBHOOKS", "ODOO"):
+    for name in (
+        "TEMPORAL",
+        "UI",
+        "AZURITE",
+        "KUBERNETES",
+        "DEVOPS",
+        "MONITOR",
+        "WEBHOOKS",
+        "ODOO",
+    ):
         env[f"FINRELEASE_{name}_PORT"] = str(free_port())
     up = _dev(["up"], env)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -38,7 +49,11 @@ def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Pa
     finally:
         down = _dev(["down"], env)
     assert down.returncode == 0, down.stdout + down.stderr
-    alive = [pid for pid in pids.values() if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        pid
+        for pid in pids.values()
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert alive == []
     after = _dev(["status"], env)
     assert after.returncode == 1 and " yes" not in after.stdout

@@ -24,7 +24,9 @@ class SleepThreeDays:
         return "rested"
 
 
-async def test_time_skipping_skips_a_three_day_sleep(time_skipping_env: WorkflowEnvironment, task_queue: str):
+async def test_time_skipping_skips_a_three_day_sleep(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+):
     import time
 
     async with Worker(time_skipping_env.client, task_queue=task_queue, workflows=[SleepThreeDays]):
@@ -50,7 +52,9 @@ TENANTS = SearchAttributeKey.for_keyword_list("Tenants")
 
 
 @pytest.mark.e2e
-async def test_dev_server_round_trip_with_queryable_search_attributes(dev_server_env: WorkflowEnvironment, task_queue: str):
+async def test_dev_server_round_trip_with_queryable_search_attributes(
+    dev_server_env: WorkflowEnvironment, task_queue: str
+):
     client: Client = dev_server_env.client
     release = f"FIN-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[Echo]):
@@ -60,13 +64,18 @@ async def test_dev_server_round_trip_with_queryable_search_attributes(dev_server
             id=f"release-{release}",
             task_queue=task_queue,
             search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(RELEASE_ID, release), SearchAttributePair(TENANTS, ["berlin", "tokyo"])]
+                [
+                    SearchAttributePair(RELEASE_ID, release),
+                    SearchAttributePair(TENANTS, ["berlin", "tokyo"]),
+                ]
             ),
         )
         assert await handle.result() == "OK"
     found = []
     for _ in range(50):  # visibility is eventually consistent
-        found = [w async for w in client.list_workflows(f"ReleaseId = '{release}' AND Tenants = 'tokyo'")]
+        found = [
+            w async for w in client.list_workflows(f"ReleaseId = '{release}' AND Tenants = 'tokyo'")
+        ]
         if found:
             break
         import asyncio

@@ -34,7 +34,9 @@ class LoggingWorkflow:
         )
 
 
-async def test_workflow_and_activity_log_lines_carry_the_release_id(time_skipping_env: WorkflowEnvironment, task_queue: str):
+async def test_workflow_and_activity_log_lines_carry_the_release_id(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+):
     stream = io.StringIO()
     configure_logging(json_output=True, stream=stream)
     release_id = f"FIN-{uuid.uuid4().hex[:6]}"
@@ -55,10 +57,23 @@ async def test_workflow_and_activity_log_lines_carry_the_release_id(time_skippin
             )
     assert result == "berlin"
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    ours = [line for line in lines if line.get("event") in {
-        "starting release", "workflow step", "activity via temporal logger", "activity via structlog"}]
+    ours = [
+        line
+        for line in lines
+        if line.get("event")
+        in {
+            "starting release",
+            "workflow step",
+            "activity via temporal logger",
+            "activity via structlog",
+        }
+    ]
     assert {line["event"] for line in ours} == {
-        "starting release", "workflow step", "activity via temporal logger", "activity via structlog"}
+        "starting release",
+        "workflow step",
+        "activity via temporal logger",
+        "activity via structlog",
+    }
     assert all(line.get("release_id") == release_id for line in ours), ours
     activity_lines = [line for line in ours if line["event"].startswith("activity")]
     assert all(line.get("workflow_id") == f"release-{release_id}" for line in activity_lines)
