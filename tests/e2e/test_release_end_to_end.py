@@ -36,6 +36,7 @@ NEW_IMAGE = (
 TENANTS = ("berlin", "newyork", "tokyo")
 # A completed release closes its work item, so each release here has its own change request.
 SECOND_WORK_ITEM = DEMO_WORK_ITEM + 1
+THIRD_WORK_ITEM = DEMO_WORK_ITEM + 2
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Stack:
     ports: StackPorts
     env: dict[str, str]
     admin_dsn: str
+    temporal: ManagedProcess
 
     def files(self, release_id: str) -> DemoFiles:
         return write_demo_files(
@@ -68,7 +70,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str) -> Iterat
         temporal_dev_server(root, ports.temporal, ports.ui),
         azurite(root, ports.azurite),
         kubernetes_double(root, ports.kubernetes),
-        http_doubles(root, ports.doubles, databases, [DEMO_WORK_ITEM, SECOND_WORK_ITEM]),
+        http_doubles(
+            root, ports.doubles, databases, [DEMO_WORK_ITEM, SECOND_WORK_ITEM, THIRD_WORK_ITEM]
+        ),
     ]
     env = {**os.environ, **stack_environment(root, ports, pg_admin_dsn)}
     for name in TENANTS:
@@ -79,7 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str) -> Iterat
         for service in services:
             service.start(timeout=90)
         workers = start_fleet(root, env)
-        yield Stack(root=root, ports=ports, env=env, admin_dsn=pg_admin_dsn)
+        yield Stack(root=root, ports=ports, env=env, admin_dsn=pg_admin_dsn, temporal=services[0])
     finally:
         stop_fleet(workers)
         for service in reversed(services):
@@ -189,3 +193,21 @@ def test_cli_refusals_exit_3_and_list_finds_the_waiting_release(stack: Stack):
     assert release_id in listed
     assert rejected.returncode == 0, rejected.stdout + rejected.stderr
     assert final["outcome"] == "Rejected"
+
+
+def test_release_survives_a_temporal_server_restart(stack: Stack):
+    """The dev server keeps its state in a SQLite file: stop it mid-release, start it again."""
+    release_id = f"FIN-E2E-{uuid.uuid4().hex[:6]}"
+    _start(stack, release_id, work_item=THIRD_WORK_ITEM)
+    approved = stack.cli("approve", release_id, "--as", "bob@example.com", "--role", "platform")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+
+    assert stack.temporal.stop()
+    stack.temporal.start(timeout=90)  # same --db-filename: the release is still there
+
+    waiting = stack.cli("status", release_id, "--json")
+    assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+    assert json.loads(waiting.stdout)["missing"] == {"finance": 1}
+    approved = stack.cli("approve", release_id, "--as", "carol@example.com", "--role", "finance")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert _follow(stack, release_id)["outcome"] == "Completed"
