@@ -1,0 +1,51 @@
+"""`python -m bench [--quick] [backup|orchestration]`: run the benchmarks, print their tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+BENCHMARKS = ("backup", "orchestration")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="~100 MB database; 10 and 100 tenants")
+    parser.add_argument(
+        "which",
+        nargs="*",
+        metavar="backup|orchestration",
+        help="which benchmarks (default: both)",
+    )
+    parser.add_argument("--entries", type=int, help="journal entries to seed (overrides the size)")
+    parser.add_argument(
+        "--tenants", type=int, nargs="+", help="release sizes to run (overrides 10 100 1000)"
+    )
+    parser.add_argument(
+        "--no-deadlock-detector",
+        action="store_true",
+        help="let a workflow task run 60 s instead of the SDK's 2 s before it counts as deadlocked",
+    )
+    args = parser.parse_args(argv)
+    which = args.which or list(BENCHMARKS)
+    unknown = sorted(set(which) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
+    if "backup" in which:
+        from bench.backup import print_backup_report, run_backup_bench
+
+        print_backup_report(run_backup_bench(args.quick, args.entries))
+    if "orchestration" in which:
+        from bench.orchestration import print_orchestration_report, run_orchestration_bench
+
+        runs = run_orchestration_bench(
+            args.quick, args.tenants, deadlock_detector=not args.no_deadlock_detector
+        )
+        print_orchestration_report(runs)
+        if runs.failures:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
