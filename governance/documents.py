@@ -23,7 +23,13 @@ R = TypeVar("R")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: the workflow parses the pinned documents in
+# its first task, and the pure-Python parser needs seconds for a 1,000-tenant inventory —
+# beyond Temporal's 2 s deadlock detector (measured in bench/orchestration.py).
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that refuses duplicate mapping keys (the second would silently win)."""
 
 
