@@ -41,10 +41,10 @@ MS_PER_TENANT_TARGET = 50.0
 
 
 def _use_test_doubles() -> None:
-    """Make `release_doubles` / `release_harness` (tests/workflows) importable."""
-    folder = str(PROJECT_ROOT / "tests" / "workflows")
-    if folder not in sys.path:
-        sys.path.append(folder)
+    """Make `tests.workflows.release_doubles` importable (the project root on sys.path)."""
+    root = str(PROJECT_ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,10 @@ async def _serve(
     stop: multiprocessing.connection.Connection,
 ) -> dict[str, Any]:
     _use_test_doubles()
-    from release_doubles import Doubles
     from temporalio.client import Client
     from temporalio.worker import Worker
 
+    from tests.workflows.release_doubles import Doubles
     from workflows import WORKFLOWS, TenantLockActivities
 
     client = await Client.connect(address)
@@ -179,9 +179,10 @@ class WorkerProcess:
 async def _drive_release(address: str, task_queue: str, tenants: int) -> dict[str, Any]:
     """Start, approve and await one release; then read every workflow's history length."""
     _use_test_doubles()
-    from release_harness import approve_all, make_release, start
     from temporalio.client import Client
     from temporalio.service import RPCError
+
+    from tests.workflows.release_harness import approve_all, make_release, start
 
     client = await Client.connect(address)
     release = make_release(

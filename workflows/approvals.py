@@ -29,7 +29,12 @@ class ApprovalDesk:
 
     @classmethod
     def retrospective(
-        cls, policy: ApprovalPolicy, requester: str, spec_sha256: str, deadline: datetime, record: Recorder
+        cls,
+        policy: ApprovalPolicy,
+        requester: str,
+        spec_sha256: str,
+        deadline: datetime,
+        record: Recorder,
     ) -> ApprovalDesk:
         """The release_manager's approval an emergency freeze override needs afterwards."""
         rule = RiskRule(approvals={RETROSPECTIVE_ROLE: 1})
@@ -42,7 +47,9 @@ class ApprovalDesk:
         return self._note(attempt, self.state.approve(attempt), self._kind)
 
     def reject(self, request: ApprovalRequest, at: datetime) -> ApprovalVerdict:
-        attempt = Rejection(request.approver, request.role, request.spec_sha256, at, request.comment)
+        attempt = Rejection(
+            request.approver, request.role, request.spec_sha256, at, request.comment
+        )
         return self._note(attempt, self.state.reject(attempt), "rejection")
 
     def given(self) -> list[GivenApproval]:

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 
 class Compensation:
-    def __init__(self, rollout: TenantRollout, order: TenantOrder, package: RollbackPackage) -> None:
+    def __init__(
+        self, rollout: TenantRollout, order: TenantOrder, package: RollbackPackage
+    ) -> None:
         self._rollout = rollout
         self._order = order
         self._package = package
@@ -50,13 +52,18 @@ class Compensation:
                 state = await self._restore_database()
             if package.image_changed or package.migrated:
                 smoke = SmokeRequest(order.release_id, tenant, order.smoke, package.snapshot)
-                report: SmokeReport = await self._call(Activity.RUN_SMOKE_CHECKS, smoke, SmokeReport)
-                self._record("smoke_after_compensation", {
-                    "passed": report.passed, "checks": {c.name: c.passed for c in report.checks}
-                })
+                report: SmokeReport = await self._call(
+                    Activity.RUN_SMOKE_CHECKS, smoke, SmokeReport
+                )
+                self._record(
+                    "smoke_after_compensation",
+                    {"passed": report.passed, "checks": {c.name: c.passed for c in report.checks}},
+                )
         except ActivityError as err:
             self._record("compensation_failed", {"error": str(err.__cause__ or err)})
-            await self._notify("failure", f"compensation of {tenant.name} failed: {err.__cause__ or err}")
+            await self._notify(
+                "failure", f"compensation of {tenant.name} failed: {err.__cause__ or err}"
+            )
             return TenantPhase.COMPENSATION_FAILED
         self._record("compensated", {"state": state, "reason": reason})
         return state
@@ -83,12 +90,17 @@ class Compensation:
             )
             if decision.choice != "restore":
                 return TenantPhase.FIX_FORWARD
-        restored: DatabaseRestore = await self._call(Activity.RESTORE_DATABASE, request, DatabaseRestore)
-        self._record("database_restored", {
-            "database": restored.restored_database,
-            "kept": restored.kept_database,
-            "backup_sha256": backup.sha256,
-        })
+        restored: DatabaseRestore = await self._call(
+            Activity.RESTORE_DATABASE, request, DatabaseRestore
+        )
+        self._record(
+            "database_restored",
+            {
+                "database": restored.restored_database,
+                "kept": restored.kept_database,
+                "backup_sha256": backup.sha256,
+            },
+        )
         return TenantPhase.ROLLED_BACK
 
     def _image_before(self) -> str:

@@ -74,6 +74,8 @@ class TenantLock:
     @workflow.run
     async def run(self, state: LockState) -> None:
         self._waiting = list(state.waiting) + self._waiting
+        # signal-with-start always brings a request, but its handler may run after this line
+        await workflow.wait_condition(lambda: bool(self._waiting))
         while self._waiting:
             self._holder = self._waiting.pop(0)
             await self._tell(self._holder.owner, "lock_granted", LockGrant(state.tenant))

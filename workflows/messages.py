@@ -37,7 +37,6 @@ class Outcome:
 # `ApplicationError.type` of a refused approval/rejection/decision (not an activity error,
 # so it lives here rather than in workflows.contracts.ErrorType).
 APPROVAL_REFUSED = "ApprovalRefused"
-REQUEST_REFUSED = "RequestRefused"
 
 RELEASE_ID = SearchAttributeKey.for_keyword("ReleaseId")
 RELEASE_PHASE = SearchAttributeKey.for_keyword("ReleasePhase")
@@ -174,7 +173,9 @@ class GivenApproval:
 @dataclass
 class TenantState:
     tenant: str
-    state: str  # pending | preparing | prepared | deferred | blocked | deploying | ... (see tenant.py)
+    state: (
+        str  # pending | preparing | prepared | deferred | blocked | deploying | ... (see tenant.py)
+    )
     detail: str = ""
     lock_holder: str = ""  # workflow id holding the tenant's lock while we wait for it
 

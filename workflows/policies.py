@@ -40,25 +40,45 @@ _SHORT = ActivityPolicy(start_to_close=_MINUTE, max_attempts=10)
 
 POLICIES: dict[str, ActivityPolicy] = {
     Activity.VALIDATE_WORK_ITEM: ActivityPolicy(_MINUTE, max_attempts=10),
-    Activity.BACKUP_FILESTORE: ActivityPolicy(timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5),
+    Activity.BACKUP_FILESTORE: ActivityPolicy(
+        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5
+    ),
     Activity.CHECK_OBSERVABILITY: ActivityPolicy(2 * _MINUTE, max_attempts=5),
     # a notification must never hold a release up: few, short attempts
-    Activity.NOTIFY: ActivityPolicy(30 * timedelta(seconds=1), max_attempts=3, max_interval=_MINUTE),
+    Activity.NOTIFY: ActivityPolicy(
+        30 * timedelta(seconds=1), max_attempts=3, max_interval=_MINUTE
+    ),
     Activity.PUBLISH_EVIDENCE: ActivityPolicy(5 * _MINUTE, max_attempts=20),
     Activity.REPORT_TO_WORK_ITEM: ActivityPolicy(_MINUTE, max_attempts=10),
-    Activity.BACKUP_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5),
-    Activity.VERIFY_BACKUP: ActivityPolicy(timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=3),
+    Activity.BACKUP_DATABASE: ActivityPolicy(
+        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5
+    ),
+    Activity.VERIFY_BACKUP: ActivityPolicy(
+        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=3
+    ),
     Activity.FINANCE_SNAPSHOT: ActivityPolicy(15 * _MINUTE, heartbeat=2 * _MINUTE, max_attempts=5),
-    Activity.REHEARSE_MIGRATION: ActivityPolicy(timedelta(hours=3), heartbeat=2 * _MINUTE, max_attempts=3),
-    Activity.MIGRATE_DATABASE: ActivityPolicy(timedelta(hours=1), heartbeat=_MINUTE, max_attempts=5),
-    Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(30 * _MINUTE, heartbeat=2 * _MINUTE, max_attempts=5),
-    Activity.RESTORE_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5),
+    Activity.REHEARSE_MIGRATION: ActivityPolicy(
+        timedelta(hours=3), heartbeat=2 * _MINUTE, max_attempts=3
+    ),
+    Activity.MIGRATE_DATABASE: ActivityPolicy(
+        timedelta(hours=1), heartbeat=_MINUTE, max_attempts=5
+    ),
+    Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(
+        30 * _MINUTE, heartbeat=2 * _MINUTE, max_attempts=5
+    ),
+    Activity.RESTORE_DATABASE: ActivityPolicy(
+        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5
+    ),
     Activity.READ_RUNNING_STATE: _SHORT,
     Activity.SET_MAINTENANCE: _SHORT,
-    Activity.RUN_MODULE_UPDATE: ActivityPolicy(timedelta(hours=1), heartbeat=_MINUTE, max_attempts=3),
+    Activity.RUN_MODULE_UPDATE: ActivityPolicy(
+        timedelta(hours=1), heartbeat=_MINUTE, max_attempts=3
+    ),
     Activity.SET_IMAGE: _SHORT,
     Activity.WAIT_FOR_ROLLOUT: ActivityPolicy(30 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
-    Activity.RESTORE_RUNNING_STATE: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=10),
+    Activity.RESTORE_RUNNING_STATE: ActivityPolicy(
+        10 * _MINUTE, heartbeat=_MINUTE, max_attempts=10
+    ),
     Activity.RUN_SMOKE_CHECKS: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
     REQUEST_TENANT_LOCK: _SHORT,
 }
@@ -69,7 +89,7 @@ DEFAULT_QUEUES: dict[str, str] = {**QUEUE_OF, REQUEST_TENANT_LOCK: WORKFLOWS_QUE
 async def run_activity(
     name: str,
     arg: Any,
-    result_type: type,
+    result_type: type | None,
     queues: dict[str, str],
     summary: str,
 ) -> Any:

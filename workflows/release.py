@@ -42,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         APPROVAL_REFUSED,
         DECISIONS,
         RELEASE_PHASE,
-        REQUEST_REFUSED,
         ApprovalRequest,
         ApprovalVerdict,
         DecisionRequest,
@@ -86,7 +85,11 @@ class ReleaseEnded(Exception):
 
 @workflow.defn
 class FinanceRelease:
-    def __init__(self) -> None:
+    # @workflow.init: an update or signal that arrives with the start is handled before
+    # `run` begins, so everything a handler touches must exist from construction.
+    @workflow.init
+    def __init__(self, request: ReleaseRequest) -> None:
+        self._request = request
         self._phase = Phase.VALIDATING
         self._outcome = ""
         self._spec: ReleaseSpec | None = None
@@ -107,18 +110,18 @@ class FinanceRelease:
         self._deploying_set: set[str] = set()  # sent deploy
         self._backups_done: set[str] = set()
         self._blocked: set[str] = set()
-        self._offset = timedelta(0)
-        self._chain: EvidenceChain | None = None
+        self._offset = (
+            datetime.fromisoformat(request.simulated_start) - workflow.now()
+            if request.simulated_start
+            else timedelta(0)
+        )
+        self._chain = EvidenceChain(request.release_id)
         self._closed = False
 
     # --- the runbook ---------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: ReleaseRequest) -> ReleaseResult:
-        self._request = request
-        if request.simulated_start:
-            self._offset = datetime.fromisoformat(request.simulated_start) - workflow.now()
-        self._chain = EvidenceChain(request.release_id)
         try:
             await self._validate(request)
             await self._collect_approvals()
@@ -141,24 +144,38 @@ class FinanceRelease:
             try:
                 self._inventory = parse_inventory(request.inventory.text)
                 self._policy = parse_policy(request.policy.text)
-                self._calendars = {c.name: parse_calendar(c.text, c.name) for c in request.calendars}
-                self._spec = parse_spec(request.spec.text, self._inventory, self._policy, self._calendars)
+                self._calendars = {
+                    c.name: parse_calendar(c.text, c.name) for c in request.calendars
+                }
+                self._spec = parse_spec(
+                    request.spec.text, self._inventory, self._policy, self._calendars
+                )
             except ValidationFailed as failed:
                 problems = [str(p) for p in failed.problems]
         if not problems:
-            problems = _release_problems(request, self._spec, self._inventory, self._policy, self._calendars)
+            problems = _release_problems(
+                request, self._spec, self._inventory, self._policy, self._calendars
+            )
         if problems:
             self._record("invalid", {"problems": problems})
-            raise ReleaseEnded(Outcome.INVALID, f"{len(problems)} problem(s) in the release", problems)
+            raise ReleaseEnded(
+                Outcome.INVALID, f"{len(problems)} problem(s) in the release", problems
+            )
         spec = self._spec
         assert spec is not None
-        self._record("release", {
-            "spec_sha256": spec.sha256, "spec": spec.canonical(),
-            "pinned": {p.name: p.sha256 for p in [request.spec, request.inventory, request.policy,
-                                                  *request.calendars]},
-            "migrations": {m.name: m.sha256 for m in request.migrations},
-            "simulated_start": request.simulated_start,
-        })
+        self._record(
+            "release",
+            {
+                "spec_sha256": spec.sha256,
+                "spec": spec.canonical(),
+                "pinned": {
+                    p.name: p.sha256
+                    for p in [request.spec, request.inventory, request.policy, *request.calendars]
+                },
+                "migrations": {m.name: m.sha256 for m in request.migrations},
+                "simulated_start": request.simulated_start,
+            },
+        )
         self._waves = spec.waves()
         for name, tenants in self._waves:
             self._wave_state[name] = "pending"
@@ -171,8 +188,16 @@ class FinanceRelease:
             reason = _cause(err)
             self._record("work_item_refused", {"work_item": spec.work_item, "error": reason})
             raise ReleaseEnded(Outcome.INVALID, reason, [reason]) from None
-        self._record("work_item", {"id": item.id, "state": item.state, "risk": item.risk,
-                                   "url": item.url, "rev": item.rev})
+        self._record(
+            "work_item",
+            {
+                "id": item.id,
+                "state": item.state,
+                "risk": item.risk,
+                "url": item.url,
+                "rev": item.rev,
+            },
+        )
 
     async def _collect_approvals(self) -> None:
         spec = self._spec
@@ -181,14 +206,22 @@ class FinanceRelease:
         deadline = self.now() + self._policy.approval_timeout
         state = ApprovalState(self._policy, spec.risk, spec.requested_by, spec.sha256, deadline)
         self._desk = ApprovalDesk(state, self._record)
-        await self._notify("approval_requested", f"{spec.release_id} needs approval: {state.missing()}",
-                           self._members(state.missing()))
+        self._next_timer = (deadline.isoformat(), "approval deadline")
+        await self._notify(
+            "approval_requested",
+            f"{spec.release_id} needs approval: {state.missing()}",
+            self._members(state.missing()),
+        )
         if not await self._wait(lambda: state.outcome != "pending", deadline, "approval deadline"):
             self._record("expired", {"deadline": deadline.isoformat(), "missing": state.missing()})
-            raise ReleaseEnded(Outcome.EXPIRED, f"approvals still missing at {deadline.isoformat()}")
+            raise ReleaseEnded(
+                Outcome.EXPIRED, f"approvals still missing at {deadline.isoformat()}"
+            )
         if state.rejection is not None:
             r = state.rejection
-            raise ReleaseEnded(Outcome.REJECTED, f"rejected by {r.approver} ({r.role}): {r.comment}")
+            raise ReleaseEnded(
+                Outcome.REJECTED, f"rejected by {r.approver} ({r.role}): {r.comment}"
+            )
         self._record("approved", {"approvers": [a.approver for a in state.approvals]})
 
     async def _wait_for_first_window(self) -> None:
@@ -214,10 +247,14 @@ class FinanceRelease:
         for name in spec.tenants:
             await self._wait_unpaused()
             await self._wait(lambda: self._preparing() < limit)
-            await self._start_child(self._inventory.get(name), rule.rehearse == "all" or name == canary)
+            await self._start_child(
+                self._inventory.get(name), rule.rehearse == "all" or name == canary
+            )
         await self._wait(lambda: all(self._backed_up(t) for t in spec.tenants))
         self._set_phase(Phase.REHEARSING)
-        await self._wait(lambda: all(t in self._prepared or t in self._outcomes for t in spec.tenants))
+        await self._wait(
+            lambda: all(t in self._prepared or t in self._outcomes for t in spec.tenants)
+        )
         failed = {t: p.reason for t, p in self._prepared.items() if not p.ok}
         if failed:
             self._record("gate_failed", {"gate": "backups and rehearsal", "tenants": failed})
@@ -227,7 +264,9 @@ class FinanceRelease:
         """Rollback package for every tenant, then hold until observability is green."""
         spec = self._spec
         assert spec is not None
-        missing = [t for t in spec.tenants if not (t in self._prepared and self._prepared[t].backup)]
+        missing = [
+            t for t in spec.tenants if not (t in self._prepared and self._prepared[t].backup)
+        ]
         if missing:
             raise ReleaseEnded(Outcome.FAILED, f"no rollback package for {', '.join(missing)}")
         self._record("gate_passed", {"gate": "rollback packages", "tenants": list(spec.tenants)})
@@ -246,9 +285,13 @@ class FinanceRelease:
             self._last_error = "; ".join(result.problems)
             if first_hold:
                 self._record("gate_held", {"gate": "observability", "problems": result.problems})
-                await self._notify("failure", f"release held by the observability gate: {self._last_error}")
+                await self._notify(
+                    "failure", f"release held by the observability gate: {self._last_error}"
+                )
                 first_hold = False
-            await self._wait(lambda: False, self.now() + OBSERVABILITY_RECHECK, "observability recheck")
+            await self._wait(
+                lambda: False, self.now() + OBSERVABILITY_RECHECK, "observability recheck"
+            )
 
     async def _roll_out(self) -> tuple[str, str]:
         spec = self._spec
@@ -259,11 +302,15 @@ class FinanceRelease:
         halted = ""
         for index, (wave, names) in enumerate(self._waves):
             if index:
-                await self._wait(lambda: False, self.now() + spec.rollout.bake, f"bake before {wave}")
+                await self._wait(
+                    lambda: False, self.now() + spec.rollout.bake, f"bake before {wave}"
+                )
                 if manual:
                     self._wave_state[wave] = "awaiting_promotion"
-                    await self._notify("wave_done", f"wave {wave} waits for promote", self._members({}))
-                    await self._wait(lambda: self._promotions >= index, None, f"promote {wave}")
+                    await self._notify(
+                        "wave_done", f"wave {wave} waits for promote", self._members({})
+                    )
+                    await self._wait(lambda i=index: self._promotions >= i, None, f"promote {wave}")
                     self._record("promoted", {"wave": wave})
             halted = await self._run_wave(wave, names)
             await self._notify("wave_done", f"wave {wave}: {self._wave_state[wave]}")
@@ -293,7 +340,9 @@ class FinanceRelease:
                 await self._wait(lambda: False, until, f"window of {', '.join(check.deferred)}")
                 continue
             for tenant in check.allowed:
-                await self._wait(lambda: self._deploying() < spec.rollout.max_parallel or self._halt_reason())
+                await self._wait(
+                    lambda: self._deploying() < spec.rollout.max_parallel or self._halt_reason()
+                )
                 if self._halt_reason():
                     break
                 await self._wait_unpaused()
@@ -313,7 +362,9 @@ class FinanceRelease:
         assert spec is not None
         if self._abort is not None:
             for tenant in self._in_flight():
-                await self._children[tenant].signal(TenantRollout.abort, TenantAbort(self._abort.reason))
+                await self._children[tenant].signal(
+                    TenantRollout.abort, TenantAbort(self._abort.reason)
+                )
         await self._stand_down_rest(halted or "release finished")
         await self._wait(lambda: not self._in_flight(), abortable=False)
         compensate = bool(halted) and spec.rollout.on_failure == "rollback_all"
@@ -321,7 +372,9 @@ class FinanceRelease:
             await self._children[tenant].signal(TenantRollout.finish, Finish(compensate, halted))
         await self._wait(lambda: all(t in self._outcomes for t in self._children), abortable=False)
         deployed = [t for t, o in self._outcomes.items() if o.state == TenantPhase.DEPLOYED]
-        failed = [t for t, o in self._outcomes.items() if o.state in (*FAILED_STATES, TenantPhase.ERROR)]
+        failed = [
+            t for t, o in self._outcomes.items() if o.state in (*FAILED_STATES, TenantPhase.ERROR)
+        ]
         blocked = sorted(self._blocked)
         if self._abort is not None:
             return Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
@@ -343,21 +396,31 @@ class FinanceRelease:
             self._policy, spec.requested_by, spec.sha256, deadline, self._record
         )
         retro = self._retro.state
-        await self._notify("approval_requested", "the freeze override needs a retrospective approval",
-                           list(self._policy.approvers.get("release_manager", ())))
+        await self._notify(
+            "approval_requested",
+            "the freeze override needs a retrospective approval",
+            list(self._policy.approvers.get("release_manager", ())),
+        )
         approved = await self._wait(
             lambda: retro.outcome != "pending", deadline, "retrospective approval", abortable=False
         )
         if not approved:
             self._record("retrospective_overdue", {"deadline": deadline.isoformat()})
 
-    async def _seal_and_report(self, outcome: str, reason: str, problems: list[str]) -> ReleaseResult:
+    async def _seal_and_report(
+        self, outcome: str, reason: str, problems: list[str]
+    ) -> ReleaseResult:
         self._set_phase(Phase.REPORTING)
         self._outcome = outcome
         self._closed = True
-        assert self._chain is not None
-        self._record("outcome", {"outcome": outcome, "reason": reason,
-                                 "tenants": {t: s.state for t, s in self._tenants.items()}})
+        self._record(
+            "outcome",
+            {
+                "outcome": outcome,
+                "reason": reason,
+                "tenants": {t: s.state for t, s in self._tenants.items()},
+            },
+        )
         publication = EvidencePublication(self._request.release_id, self._chain.bundle(), outcome)
         published: PublishedEvidence = await self._call(
             Activity.PUBLISH_EVIDENCE, publication, PublishedEvidence
@@ -365,7 +428,9 @@ class FinanceRelease:
         spec = self._spec
         if spec is not None:
             report = WorkItemReport(
-                spec.release_id, spec.work_item, outcome,
+                spec.release_id,
+                spec.work_item,
+                outcome,
                 [a.approver for a in self._desk.state.approvals] if self._desk else [],
                 {t: s.state for t, s in self._tenants.items()},
                 [o.backup_url for o in self._outcomes.values() if o.backup_url],
@@ -377,8 +442,12 @@ class FinanceRelease:
                 self._last_error = f"reporting to the work item failed: {_cause(err)}"
         await self._notify("outcome", f"{self._request.release_id}: {outcome} — {reason}")
         return ReleaseResult(
-            self._request.release_id, outcome, reason,
-            {t: s.state for t, s in self._tenants.items()}, published.url, problems,
+            self._request.release_id,
+            outcome,
+            reason,
+            {t: s.state for t, s in self._tenants.items()},
+            published.url,
+            problems,
         )
 
     # --- children ----------------------------------------------------------------------------
@@ -401,7 +470,9 @@ class FinanceRelease:
         )
         self._set_tenant(tenant.name, TenantPhase.PREPARING)
         handle = await workflow.start_child_workflow(
-            TenantRollout.run, order, id=tenant_workflow_id(spec.release_id, tenant.name),
+            TenantRollout.run,
+            order,
+            id=tenant_workflow_id(spec.release_id, tenant.name),
             static_summary=f"{spec.release_id} on {tenant.name}",
         )
         self._children[tenant.name] = handle
@@ -416,8 +487,15 @@ class FinanceRelease:
         self._held.discard(tenant)
         if tenant not in self._blocked:
             self._set_tenant(tenant, outcome.state, outcome.reason)
-        self._record("tenant_bundle", {"tenant": tenant, "blob_name": outcome.evidence_blob,
-                                       "head": outcome.evidence_head, "state": outcome.state})
+        self._record(
+            "tenant_bundle",
+            {
+                "tenant": tenant,
+                "blob_name": outcome.evidence_blob,
+                "head": outcome.evidence_head,
+                "state": outcome.state,
+            },
+        )
 
     async def _stand_down_rest(self, reason: str) -> None:
         """Tell every tenant not sent to deploy that it will not be: it seals and finishes."""
@@ -450,7 +528,9 @@ class FinanceRelease:
         assert spec is not None
         if self._abort is not None:
             return f"aborted: {self._abort.reason}"
-        failures = [o for o in self._outcomes.values() if o.state in (*FAILED_STATES, TenantPhase.ERROR)]
+        failures = [
+            o for o in self._outcomes.values() if o.state in (*FAILED_STATES, TenantPhase.ERROR)
+        ]
         if not failures:
             return ""
         attempted = len(self._deploying_set)
@@ -486,7 +566,9 @@ class FinanceRelease:
     async def approve(self, request: ApprovalRequest) -> ApprovalVerdict:
         verdict = await self._attempt(request, approve=True)
         if not verdict.accepted:
-            raise ApplicationError(verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True)
+            raise ApplicationError(
+                verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
+            )
         return verdict
 
     @approve.validator
@@ -497,7 +579,9 @@ class FinanceRelease:
     async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
         verdict = await self._attempt(request, approve=False)
         if not verdict.accepted:
-            raise ApplicationError(verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True)
+            raise ApplicationError(
+                verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
+            )
         return verdict
 
     @reject.validator
@@ -587,7 +671,9 @@ class FinanceRelease:
         if not request.operator:
             raise ValueError("operator is required")
         if request.choice not in DECISIONS:
-            raise ValueError(f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}")
+            raise ValueError(
+                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}"
+            )
         state = self._tenants.get(request.tenant)
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
             raise ValueError(f"tenant {request.tenant!r} is not waiting for a decision")
@@ -603,7 +689,9 @@ class FinanceRelease:
         desk = self._desk
         retro = self._retro
         waves = [
-            WaveStatus(name, self._wave_state.get(name, "pending"), [self._tenants[t] for t in tenants])
+            WaveStatus(
+                name, self._wave_state.get(name, "pending"), [self._tenants[t] for t in tenants]
+            )
             for name, tenants in getattr(self, "_waves", [])
         ]
         return ReleaseStatus(
@@ -613,15 +701,23 @@ class FinanceRelease:
             spec_sha256=self._spec.sha256 if self._spec else "",
             risk=self._spec.risk if self._spec else "",
             approvals=(desk.given() if desk else []) + (retro.given() if retro else []),
-            missing=(retro.state.missing() if retro and desk and desk.state.quorum_met
-                     else desk.state.missing() if desk else {}),
+            missing=(
+                retro.state.missing()
+                if retro and desk and desk.state.quorum_met
+                else desk.state.missing()
+                if desk
+                else {}
+            ),
             refused=(desk.refused() if desk else []) + (retro.refused() if retro else []),
             next_timer=self._next_timer[0],
             next_timer_reason=self._next_timer[1],
             waves=waves,
             paused=self._paused,
-            waiting_for_locks={t: s.lock_holder for t, s in self._tenants.items()
-                               if s.state == TenantPhase.WAITING_FOR_LOCK},
+            waiting_for_locks={
+                t: s.lock_holder
+                for t, s in self._tenants.items()
+                if s.state == TenantPhase.WAITING_FOR_LOCK
+            },
             last_error=self._last_error,
         )
 
@@ -649,13 +745,22 @@ class FinanceRelease:
             check.deferred, check.blocked = {}, {}
             return check
         if check.deferred or check.blocked or label == "first wave":
-            self._record("calendar", {"wave": label, "at": self.now().isoformat(), **check.as_evidence()})
+            self._record(
+                "calendar", {"wave": label, "at": self.now().isoformat(), **check.as_evidence()}
+            )
         for tenant, deferral in check.deferred.items():
-            if self._tenants[tenant].state in (TenantPhase.PREPARED, TenantPhase.PENDING,
-                                               TenantPhase.DEFERRED):
-                self._set_tenant(tenant, TenantPhase.DEFERRED
-                                 if self._phase == Phase.ROLLING_OUT else self._tenants[tenant].state,
-                                 f"until {deferral.next_allowed.isoformat()}: {'; '.join(deferral.reasons)}")
+            if self._tenants[tenant].state in (
+                TenantPhase.PREPARED,
+                TenantPhase.PENDING,
+                TenantPhase.DEFERRED,
+            ):
+                self._set_tenant(
+                    tenant,
+                    TenantPhase.DEFERRED
+                    if self._phase == Phase.ROLLING_OUT
+                    else self._tenants[tenant].state,
+                    f"until {deferral.next_allowed.isoformat()}: {'; '.join(deferral.reasons)}",
+                )
         return check
 
     async def _wait(
@@ -668,7 +773,9 @@ class FinanceRelease:
         """
         if until is not None:
             self._next_timer = (until.isoformat(), why)
-            workflow.set_current_details(f"{self._phase}: waiting for {why} until {until.isoformat()}")
+            workflow.set_current_details(
+                f"{self._phase}: waiting for {why} until {until.isoformat()}"
+            )
         try:
             timeout = None if until is None else max((until - self.now()).total_seconds(), 0.001)
             await workflow.wait_condition(
@@ -681,7 +788,9 @@ class FinanceRelease:
             if until is not None:
                 self._next_timer = ("", "")
         if abortable and self._abort is not None and self._phase != Phase.ROLLING_OUT:
-            raise ReleaseEnded(Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}")
+            raise ReleaseEnded(
+                Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
+            )
         return met
 
     async def _wait_unpaused(self) -> None:
@@ -702,19 +811,25 @@ class FinanceRelease:
             self._tenants[tenant] = TenantState(tenant, state, detail, holder)
 
     def _record(self, kind: str, data: dict[str, Any], actor: str = "finrelease") -> None:
-        assert self._chain is not None
         self._chain.append(kind, actor, data, self.now().isoformat())
 
     def _members(self, roles: dict[str, int]) -> list[str]:
         return sorted({m for role in roles for m in self._policy.approvers.get(role, ())})
 
     async def _call(self, name: str, arg: Any, result_type: type) -> Any:
-        return await run_activity(name, arg, result_type, self._request.queues,
-                                  f"{name} {self._request.release_id}")
+        return await run_activity(
+            name, arg, result_type, self._request.queues, f"{name} {self._request.release_id}"
+        )
 
     async def _notify(self, kind: str, message: str, needed_from: list[str] | None = None) -> None:
-        note = Notification(self._request.release_id, kind, self._phase, message, needed_from or [],
-                            self._request.link)
+        note = Notification(
+            self._request.release_id,
+            kind,
+            self._phase,
+            message,
+            needed_from or [],
+            self._request.link,
+        )
         try:
             await self._call(Activity.NOTIFY, note, NotificationResult)
         except ActivityError as err:  # a failing notification never fails the release
@@ -738,11 +853,13 @@ def _pin_problems(request: ReleaseRequest) -> list[str]:
     documents = [request.spec, request.inventory, request.policy, *request.calendars]
     problems = [
         f"{d.name}: content does not match its pinned sha256 {d.sha256}"
-        for d in documents if _sha256(d.text) != d.sha256
+        for d in documents
+        if _sha256(d.text) != d.sha256
     ]
     problems += [
         f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
-        for m in request.migrations if _sha256(m.sql) != m.sha256
+        for m in request.migrations
+        if _sha256(m.sql) != m.sha256
     ]
     return problems
 
@@ -757,10 +874,14 @@ def _release_problems(
     assert spec is not None
     problems = []
     if spec.release_id != request.release_id:
-        problems.append(f"release_id: spec says {spec.release_id!r}, request {request.release_id!r}")
+        problems.append(
+            f"release_id: spec says {spec.release_id!r}, request {request.release_id!r}"
+        )
     if [m.name for m in request.migrations] != list(spec.migrations):
-        problems.append(f"migrations: spec lists {list(spec.migrations)}, request carries "
-                        f"{[m.name for m in request.migrations]}")
+        problems.append(
+            f"migrations: spec lists {list(spec.migrations)}, request carries "
+            f"{[m.name for m in request.migrations]}"
+        )
     if spec.risk not in policy.risk:
         problems.append(f"risk: the policy has no rule for {spec.risk!r}")
     for name in spec.tenants:

@@ -73,7 +73,10 @@ class StepFailed(Exception):
 
 @workflow.defn
 class TenantRollout:
-    def __init__(self) -> None:
+    @workflow.init  # handlers may run before `run` starts: state exists from construction
+    def __init__(self, order: TenantOrder) -> None:
+        self._order = order
+        self._chain = EvidenceChain(order.release_id)
         self._state = TenantPhase.PREPARING
         self._detail = ""
         self._deploy: DeployOrder | None = None
@@ -89,9 +92,7 @@ class TenantRollout:
 
     @workflow.run
     async def run(self, order: TenantOrder) -> TenantOutcome:
-        self._order = order
-        self._chain = EvidenceChain(order.release_id)
-        self._record("tenant_started", {"tenant": order.tenant.name, "image": order.image})
+        self.record("tenant_started", {"tenant": order.tenant.name, "image": order.image})
         prepared = await self._prepare()
         await self._tell_parent("tenant_prepared", prepared)
         if not prepared.ok:
@@ -100,7 +101,7 @@ class TenantRollout:
         await workflow.wait_condition(lambda: bool(self._deploy or self._stand_down or self._abort))
         if self._deploy is None:
             reason = self._stand_down.reason if self._stand_down else self._abort_reason()
-            self._record("stand_down", {"tenant": order.tenant.name, "reason": reason})
+            self.record("stand_down", {"tenant": order.tenant.name, "reason": reason})
             return await self._seal(TenantPhase.NOT_DEPLOYED, reason)
         await self._lock()
         try:
@@ -116,36 +117,44 @@ class TenantRollout:
         task = TenantTask(order.release_id, tenant)
         await self._lock()
         try:
-            backup: DatabaseBackup = await self._call(Activity.BACKUP_DATABASE, task, DatabaseBackup)
-            files: FilestoreBackup = await self._call(Activity.BACKUP_FILESTORE, task, FilestoreBackup)
-            check: BackupVerification = await self._call(
-                Activity.VERIFY_BACKUP, BackupRequest(order.release_id, tenant, backup), BackupVerification
+            backup: DatabaseBackup = await self.call(Activity.BACKUP_DATABASE, task, DatabaseBackup)
+            files: FilestoreBackup = await self.call(
+                Activity.BACKUP_FILESTORE, task, FilestoreBackup
             )
-            self._record("backup", _backup_entry(backup, files, check))
+            check: BackupVerification = await self.call(
+                Activity.VERIFY_BACKUP,
+                BackupRequest(order.release_id, tenant, backup),
+                BackupVerification,
+            )
+            self.record("backup", _backup_entry(backup, files, check))
             if not check.verified:
                 return self._unprepared(f"backup of {tenant.name} did not verify", backup)
             self._package.backup = backup
             if order.rehearse:
-                await self._tell_parent("tenant_report", TenantReport(tenant.name, TenantPhase.BACKED_UP))
-            snapshot: FinanceSnapshot = await self._call(Activity.FINANCE_SNAPSHOT, task, FinanceSnapshot)
+                await self._tell_parent(
+                    "tenant_report", TenantReport(tenant.name, TenantPhase.BACKED_UP)
+                )
+            snapshot: FinanceSnapshot = await self.call(
+                Activity.FINANCE_SNAPSHOT, task, FinanceSnapshot
+            )
             self._package.snapshot = snapshot
-            self._record("finance_snapshot", _snapshot_entry(snapshot))
-            state: RunningState = await self._call(Activity.READ_RUNNING_STATE, task, RunningState)
+            self.record("finance_snapshot", _snapshot_entry(snapshot))
+            state: RunningState = await self.call(Activity.READ_RUNNING_STATE, task, RunningState)
             self._package.state = state
-            self._record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
+            self.record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
             seconds = 0.0
             if order.rehearse:
                 request = RehearsalRequest(order.release_id, tenant, backup, order.migrations)
-                rehearsal: RehearsalResult = await self._call(
+                rehearsal: RehearsalResult = await self.call(
                     Activity.REHEARSE_MIGRATION, request, RehearsalResult
                 )
-                self._record("rehearsal", _rehearsal_entry(rehearsal))
+                self.record("rehearsal", _rehearsal_entry(rehearsal))
                 if not rehearsal.passed:
                     why = "; ".join(rehearsal.violations) or "invariants differ"
                     return self._unprepared(f"rehearsal on {tenant.name} failed: {why}", backup)
                 seconds = rehearsal.duration_seconds
         except ActivityError as err:
-            self._record("preparation_failed", {"tenant": tenant.name, "error": _cause(err)})
+            self.record("preparation_failed", {"tenant": tenant.name, "error": _cause(err)})
             return self._unprepared(f"preparing {tenant.name} failed: {_cause(err)}", None)
         finally:
             await self._unlock()
@@ -162,48 +171,75 @@ class TenantRollout:
             state: RunningState = await self._step(Activity.READ_RUNNING_STATE, task, RunningState)
             package.state = state
             image_before = _image(state, tenant)
-            self._record("running_state", {"tenant": tenant.name, "image": image_before})
+            self.record("running_state", {"tenant": tenant.name, "image": image_before})
             if order.migrations:
                 request = MigrationRequest(order.release_id, tenant, order.migrations)
                 migrated: MigrationResult = await self._step(
                     Activity.MIGRATE_DATABASE, request, MigrationResult
                 )
                 package.migrated = True
-                self._record("migration", {"tenant": tenant.name, "applied": migrated.applied,
-                                           "skipped": migrated.skipped})
+                self.record(
+                    "migration",
+                    {
+                        "tenant": tenant.name,
+                        "applied": migrated.applied,
+                        "skipped": migrated.skipped,
+                    },
+                )
             if order.modules:
                 package.migrated = True  # a module update writes to the database too
                 update = ModuleUpdateRequest(order.release_id, tenant, order.image, order.modules)
                 updated: ModuleUpdateResult = await self._step(
                     Activity.RUN_MODULE_UPDATE, update, ModuleUpdateResult
                 )
-                self._record("module_update", {"tenant": tenant.name, "job": updated.job_name,
-                                               "succeeded": updated.succeeded})
+                self.record(
+                    "module_update",
+                    {
+                        "tenant": tenant.name,
+                        "job": updated.job_name,
+                        "succeeded": updated.succeeded,
+                    },
+                )
                 if not updated.succeeded:
-                    raise StepFailed(f"module update on {tenant.name} failed: {updated.log_tail[-300:]}")
+                    raise StepFailed(
+                        f"module update on {tenant.name} failed: {updated.log_tail[-300:]}"
+                    )
             package.image_changed = True
             change = ImageChange(order.release_id, tenant, order.image)
-            changed: ImageChangeResult = await self._step(Activity.SET_IMAGE, change, ImageChangeResult)
-            self._record("image_set", {"tenant": tenant.name, "before": image_before,
-                                       "after": order.image, "changed": changed.changed})
-            await self._step(Activity.WAIT_FOR_ROLLOUT, RolloutWait(order.release_id, tenant), RolloutStatus)
+            changed: ImageChangeResult = await self._step(
+                Activity.SET_IMAGE, change, ImageChangeResult
+            )
+            self.record(
+                "image_set",
+                {
+                    "tenant": tenant.name,
+                    "before": image_before,
+                    "after": order.image,
+                    "changed": changed.changed,
+                },
+            )
+            await self._step(
+                Activity.WAIT_FOR_ROLLOUT, RolloutWait(order.release_id, tenant), RolloutStatus
+            )
             smoke = SmokeRequest(order.release_id, tenant, order.smoke, package.snapshot)
             report: SmokeReport = await self._step(Activity.RUN_SMOKE_CHECKS, smoke, SmokeReport)
-            self._record("smoke", _smoke_entry(report))
+            self.record("smoke", _smoke_entry(report))
             if not report.passed:
                 failed = ", ".join(c.name for c in report.checks if not c.passed)
                 raise StepFailed(f"smoke checks failed on {tenant.name}: {failed}")
         except (ActivityError, StepFailed) as err:
             reason = _cause(err) if isinstance(err, ActivityError) else str(err)
-            self._record("deployment_failed", {"tenant": tenant.name, "error": reason})
+            self.record("deployment_failed", {"tenant": tenant.name, "error": reason})
             return await self._compensate(reason), reason
         self._set(TenantPhase.DEPLOYED)
-        self._record("deployed", {"tenant": tenant.name, "image": order.image})
+        self.record("deployed", {"tenant": tenant.name, "image": order.image})
         return TenantPhase.DEPLOYED, ""
 
     async def _hold(self, reason: str) -> tuple[str, str]:
         """rollback_all: the release decides later whether this deployment stays."""
-        await self._tell_parent("tenant_report", TenantReport(self._order.tenant.name, TenantPhase.DEPLOYED))
+        await self._tell_parent(
+            "tenant_report", TenantReport(self._order.tenant.name, TenantPhase.DEPLOYED)
+        )
         await workflow.wait_condition(lambda: bool(self._finish or self._abort))
         if self._finish is not None and not self._finish.compensate:
             return TenantPhase.DEPLOYED, reason
@@ -220,9 +256,11 @@ class TenantRollout:
     async def _seal(self, state: str, reason: str) -> TenantOutcome:
         tenant = self._order.tenant.name
         self._set(state, reason)
-        self._record("tenant_outcome", {"tenant": tenant, "state": state, "reason": reason})
-        publication = EvidencePublication(self._order.release_id, self._chain.bundle(), state, tenant)
-        published: PublishedEvidence = await self._call(
+        self.record("tenant_outcome", {"tenant": tenant, "state": state, "reason": reason})
+        publication = EvidencePublication(
+            self._order.release_id, self._chain.bundle(), state, tenant
+        )
+        published: PublishedEvidence = await self.call(
             Activity.PUBLISH_EVIDENCE, publication, PublishedEvidence
         )
         state_before = self._package.state
@@ -271,7 +309,9 @@ class TenantRollout:
         if self._state != TenantPhase.AWAITING_DECISION:
             raise ValueError(f"{self._order.tenant.name} is not waiting for a decision")
         if decision.choice not in DECISIONS:
-            raise ValueError(f"choice must be one of {', '.join(DECISIONS)}, not {decision.choice!r}")
+            raise ValueError(
+                f"choice must be one of {', '.join(DECISIONS)}, not {decision.choice!r}"
+            )
 
     @workflow.signal
     def lock_granted(self, grant: LockGrant) -> None:
@@ -292,35 +332,30 @@ class TenantRollout:
     def now(self) -> datetime:
         return workflow.now() + timedelta(seconds=self._order.clock_offset_seconds)
 
-    def _record(self, kind: str, data: dict[str, Any], actor: str = "finrelease") -> None:
+    def record(self, kind: str, data: dict[str, Any], actor: str = "finrelease") -> None:
         self._chain.append(kind, actor, data, self.now().isoformat())
-
-    record = _record
 
     def _set(self, state: str, detail: str = "") -> None:
         self._state, self._detail = state, detail
         workflow.set_current_details(f"{self._order.tenant.name}: {state} {detail}".strip())
 
-    set_state = _set
-
-    async def _call(self, name: str, arg: Any, result_type: type | None) -> Any:
+    async def call(self, name: str, arg: Any, result_type: type | None) -> Any:
         return await run_activity(
             name, arg, result_type, self._order.queues, f"{name} {self._order.tenant.name}"
         )
-
-    call = _call
 
     async def _step(self, name: str, arg: Any, result_type: type | None) -> Any:
         """A deployment step; `abort` is honoured before it, never in the middle of it."""
         if self._abort is not None:
             raise StepFailed(f"aborted before {name}: {self._abort.reason}")
-        return await self._call(name, arg, result_type)
+        return await self.call(name, arg, result_type)
 
     async def wait_for_decision(self, detail: str) -> TenantDecision:
         self._decision = None
         self._set(TenantPhase.AWAITING_DECISION, detail)
         await self._tell_parent(
-            "tenant_report", TenantReport(self._order.tenant.name, TenantPhase.AWAITING_DECISION, detail)
+            "tenant_report",
+            TenantReport(self._order.tenant.name, TenantPhase.AWAITING_DECISION, detail),
         )
         await workflow.wait_condition(lambda: self._decision is not None)
         assert self._decision is not None
@@ -331,10 +366,11 @@ class TenantRollout:
 
     async def _lock(self) -> None:
         info = workflow.info()
-        request = LockRequest(self._order.tenant.name, info.workflow_id, self._order.release_id,
-                              info.task_queue)
+        request = LockRequest(
+            self._order.tenant.name, info.workflow_id, self._order.release_id, info.task_queue
+        )
         self._granted = False
-        await self._call(REQUEST_TENANT_LOCK, request, None)
+        await self.call(REQUEST_TENANT_LOCK, request, None)
         await workflow.wait_condition(lambda: self._granted)
         if self._lock_holder:  # the release shows us waiting: tell it we go on
             self._lock_holder = ""
@@ -371,7 +407,9 @@ def _image(state: RunningState | None, tenant: Any) -> str:
     return state.image_of(tenant.container) if state else ""
 
 
-def _backup_entry(backup: DatabaseBackup, files: FilestoreBackup, check: BackupVerification) -> dict:
+def _backup_entry(
+    backup: DatabaseBackup, files: FilestoreBackup, check: BackupVerification
+) -> dict:
     return {
         "tenant": backup.tenant,
         "database": backup.database,

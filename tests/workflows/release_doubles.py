@@ -65,17 +65,23 @@ class Doubles:
     verify_fails: set[str] = field(default_factory=set)
     rehearsal_fails: set[str] = field(default_factory=set)
     rehearsal_seconds: float = 60.0
-    smoke_fails: set[str] = field(default_factory=set)  # fails after deployment, passes after rollback
+    smoke_fails: set[str] = field(
+        default_factory=set
+    )  # fails after deployment, passes after rollback
     unhealthy_checks: int = 0  # the first N observability checks report a firing alert
     entries_since: dict[str, int] = field(default_factory=dict)
-    transient_once: set[str] = field(default_factory=set)  # activity names failing once, after the effect
+    transient_once: set[str] = field(
+        default_factory=set
+    )  # activity names failing once, after the effect
     notify_fails: bool = False
     work_item_state: str = "Approved"
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
-    database: dict[str, str] = field(default_factory=dict)  # tenant -> original | migrated | restored
+    database: dict[str, str] = field(
+        default_factory=dict
+    )  # tenant -> original | migrated | restored
     ledger: Counter = field(default_factory=Counter)  # (tenant, migration) -> times applied
     bundles: dict[str, dict] = field(default_factory=dict)  # tenant ("" = release) -> bundle
     notifications: list[Notification] = field(default_factory=list)
@@ -100,12 +106,25 @@ class Doubles:
 
     def activities(self) -> list:
         return [
-            self.validate_work_item, self.backup_filestore, self.check_observability, self.notify,
-            self.publish_evidence, self.report_to_work_item, self.backup_database, self.verify_backup,
-            self.finance_snapshot, self.rehearse_migration, self.migrate_database,
-            self.entries_since_backup, self.restore_database, self.read_running_state,
-            self.run_module_update, self.set_image, self.wait_for_rollout,
-            self.restore_running_state, self.run_smoke_checks,
+            self.validate_work_item,
+            self.backup_filestore,
+            self.check_observability,
+            self.notify,
+            self.publish_evidence,
+            self.report_to_work_item,
+            self.backup_database,
+            self.verify_backup,
+            self.finance_snapshot,
+            self.rehearse_migration,
+            self.migrate_database,
+            self.entries_since_backup,
+            self.restore_database,
+            self.read_running_state,
+            self.run_module_update,
+            self.set_image,
+            self.wait_for_rollout,
+            self.restore_running_state,
+            self.run_smoke_checks,
         ]
 
     # --- azure --------------------------------------------------------------------------
@@ -116,15 +135,26 @@ class Doubles:
         if self.work_item_state != "Approved":
             raise ApplicationError(
                 f"work item {check.work_item} is {self.work_item_state}, not Approved",
-                type=ErrorType.WORK_ITEM_INVALID, non_retryable=True,
+                type=ErrorType.WORK_ITEM_INVALID,
+                non_retryable=True,
             )
-        return WorkItemInfo(check.work_item, "Fix tax tags", "Change Request", "Approved", check.risk,
-                            "VAT rounding", f"https://dev.azure.com/x/{check.work_item}", 3)
+        return WorkItemInfo(
+            check.work_item,
+            "Fix tax tags",
+            "Change Request",
+            "Approved",
+            check.risk,
+            "VAT rounding",
+            f"https://dev.azure.com/x/{check.work_item}",
+            3,
+        )
 
     @activity.defn(name=Activity.BACKUP_FILESTORE)
     async def backup_filestore(self, task: TenantTask) -> FilestoreBackup:
         self._log(Activity.BACKUP_FILESTORE, task.tenant.name)
-        return FilestoreBackup(task.tenant.name, f"https://blob/fs/{task.tenant.name}.json", "f" * 64, 3, 300)
+        return FilestoreBackup(
+            task.tenant.name, f"https://blob/fs/{task.tenant.name}.json", "f" * 64, 3, 300
+        )
 
     @activity.defn(name=Activity.CHECK_OBSERVABILITY)
     async def check_observability(self, check: ObservabilityCheck) -> ObservabilityResult:
@@ -163,14 +193,25 @@ class Doubles:
         self._log(Activity.BACKUP_DATABASE, name)
         self.database.setdefault(name, "original")
         blob = f"backups/{task.release_id}/{name}.dump"
-        return DatabaseBackup(name, task.tenant.database, f"https://blob/{blob}", blob, 1024, "b" * 64,
-                              {"account_move": 10}, 42, "2026-11-22T06:00:00+00:00")
+        return DatabaseBackup(
+            name,
+            task.tenant.database,
+            f"https://blob/{blob}",
+            blob,
+            1024,
+            "b" * 64,
+            {"account_move": 10},
+            42,
+            "2026-11-22T06:00:00+00:00",
+        )
 
     @activity.defn(name=Activity.VERIFY_BACKUP)
     async def verify_backup(self, request: BackupRequest) -> BackupVerification:
         name = request.tenant.name
         self._log(Activity.VERIFY_BACKUP, name)
-        return BackupVerification(name, name not in self.verify_fails, request.backup.sha256, 5, 100)
+        return BackupVerification(
+            name, name not in self.verify_fails, request.backup.sha256, 5, 100
+        )
 
     @activity.defn(name=Activity.FINANCE_SNAPSHOT)
     async def finance_snapshot(self, task: TenantTask) -> FinanceSnapshot:
@@ -183,8 +224,9 @@ class Doubles:
         self._log(Activity.REHEARSE_MIGRATION, name)
         failed = name in self.rehearsal_fails
         violations = ["trial balance differs on account 4400"] if failed else []
-        return RehearsalResult(name, not failed, self.rehearsal_seconds, _snapshot(name), _snapshot(name),
-                               violations)
+        return RehearsalResult(
+            name, not failed, self.rehearsal_seconds, _snapshot(name), _snapshot(name), violations
+        )
 
     @activity.defn(name=Activity.MIGRATE_DATABASE)
     async def migrate_database(self, request: MigrationRequest) -> MigrationResult:
@@ -222,8 +264,10 @@ class Doubles:
         name = task.tenant.name
         self._log(Activity.READ_RUNNING_STATE, name)
         image = self.images.setdefault(name, OLD_IMAGE)
-        deployments = [DeploymentState(d, role, {task.tenant.container: image}, 1, "1", "")
-                       for role, d in task.tenant.deployments.items()]
+        deployments = [
+            DeploymentState(d, role, {task.tenant.container: image}, 1, "1", "")
+            for role, d in task.tenant.deployments.items()
+        ]
         return RunningState(name, deployments)
 
     @activity.defn(name=Activity.RUN_MODULE_UPDATE)
@@ -242,7 +286,9 @@ class Doubles:
         self.images[name] = change.image
         self._transient(Activity.SET_IMAGE, name)
         deployments = list(change.tenant.deployments.values())
-        return ImageChangeResult(name, [] if already else deployments, deployments if already else [])
+        return ImageChangeResult(
+            name, [] if already else deployments, deployments if already else []
+        )
 
     @activity.defn(name=Activity.WAIT_FOR_ROLLOUT)
     async def wait_for_rollout(self, wait: RolloutWait) -> RolloutStatus:
@@ -267,6 +313,8 @@ class Doubles:
             await asyncio.sleep(self.smoke_delay)
         passed = not (name in self.smoke_fails and self.images.get(name) != OLD_IMAGE)
         self.active.discard(name)
-        checks = [SmokeCheckResult(c, passed or c != "login", 0.1, "" if passed else "HTTP 500")
-                  for c in request.checks]
+        checks = [
+            SmokeCheckResult(c, passed or c != "login", 0.1, "" if passed else "HTTP 500")
+            for c in request.checks
+        ]
         return SmokeReport(name, passed, checks)

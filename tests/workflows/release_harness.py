@@ -7,22 +7,23 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from governance.calendar import parse_calendar
 from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.spec import parse_spec
-from release_doubles import Doubles
+from tests.workflows.release_doubles import Doubles
 from workflows import WORKFLOWS
-from workflows.contracts import MigrationScript
-from workflows.lock import TenantLockActivities
+from workflows.contracts import Activity, MigrationScript
+from workflows.lock import TenantLockActivities, lock_workflow_id
 from workflows.messages import (
     ApprovalRequest,
     OperatorRequest,
@@ -96,11 +97,16 @@ def inventory_text(tenants: dict[str, tuple[str, str]]) -> str:
     """tenant -> (timezone, calendar name)."""
     items = [
         {
-            "name": name, "tier": "shared", "namespace": f"odoo-{name}",
+            "name": name,
+            "tier": "shared",
+            "namespace": f"odoo-{name}",
             "deployments": {"web": f"{name}-web", "worker": f"{name}-worker"},
-            "db_server": "main", "database": f"odoo_{name}".replace("-", "_"),
-            "filestore": f"filestore/{name}", "url": f"https://{name}.example.io",
-            "timezone": zone, "calendar": calendar,
+            "db_server": "main",
+            "database": f"odoo_{name}".replace("-", "_"),
+            "filestore": f"filestore/{name}",
+            "url": f"https://{name}.example.io",
+            "timezone": zone,
+            "calendar": calendar,
         }
         for name, (zone, calendar) in tenants.items()
     ]
@@ -176,6 +182,12 @@ def make_release(
 
 @asynccontextmanager
 async def worker(client: Client, task_queue: str, doubles: Doubles) -> AsyncIterator[Worker]:
+    """A worker for every workflow and activity of the release on one task queue.
+
+    On exit it waits until the tenant lock workflows this test used have closed: a lock
+    left running on a queue nobody polls would stop the shared test server from skipping
+    time (and would hold the lock id for later tests).
+    """
     lock = TenantLockActivities(client)
     async with Worker(
         client,
@@ -184,6 +196,20 @@ async def worker(client: Client, task_queue: str, doubles: Doubles) -> AsyncIter
         activities=[*doubles.activities(), lock.request_tenant_lock],
     ) as running:
         yield running
+        for tenant in sorted(set(doubles.tenants_called(Activity.READ_RUNNING_STATE))):
+            await _until_closed(client.get_workflow_handle(lock_workflow_id(tenant)))
+
+
+async def _until_closed(handle: WorkflowHandle) -> None:
+    for _ in range(200):
+        try:
+            description = await handle.describe()
+        except RPCError:
+            return
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} is still running")
 
 
 async def start(client: Client, release: Release, task_queue: str) -> WorkflowHandle:
@@ -212,7 +238,9 @@ async def run_approved(client: Client, release: Release, task_queue: str) -> Rel
 async def abort_and_wait(handle: WorkflowHandle, reason: str = "test finished") -> ReleaseResult:
     """End a release properly. (Terminating one on the time-skipping server stops its clock
     from skipping for every later test, so tests never terminate.)"""
-    await handle.execute_update(FinanceRelease.abort, OperatorRequest("operator@example.com", reason))
+    await handle.execute_update(
+        FinanceRelease.abort, OperatorRequest("operator@example.com", reason)
+    )
     return await handle.result()
 
 
@@ -228,7 +256,9 @@ async def save_history(handle: WorkflowHandle, name: str) -> None:
     (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
-async def wait_for_status(handle: WorkflowHandle, predicate: Callable[[ReleaseStatus], bool]) -> ReleaseStatus:
+async def wait_for_status(
+    handle: WorkflowHandle, predicate: Callable[[ReleaseStatus], bool]
+) -> ReleaseStatus:
     """Poll the status query in real time (the test server's clock stands still meanwhile)."""
     status = None
     for _ in range(300):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from release_doubles import Doubles
-from release_harness import abort_and_wait, make_release, start, worker
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from tests.workflows.release_doubles import Doubles
+from tests.workflows.release_harness import abort_and_wait, make_release, start, worker
 from workflows.contracts import Activity
 from workflows.messages import APPROVAL_REFUSED, ApprovalRequest, Outcome
 from workflows.release import FinanceRelease
@@ -28,7 +28,9 @@ async def test_requester_cannot_approve_own_release(
     release = make_release(task_queue, 1)
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
-        code = await _refused_code(handle, ApprovalRequest("alice@example.com", "platform", release.spec_sha256))
+        code = await _refused_code(
+            handle, ApprovalRequest("alice@example.com", "platform", release.spec_sha256)
+        )
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert code == "requester"
@@ -36,11 +38,15 @@ async def test_requester_cannot_approve_own_release(
     assert status.missing == {"platform": 1}
 
 
-async def test_non_member_cannot_approve(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_non_member_cannot_approve(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     release = make_release(task_queue, 1)
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
-        code = await _refused_code(handle, ApprovalRequest("carol@example.com", "platform", release.spec_sha256))
+        code = await _refused_code(
+            handle, ApprovalRequest("carol@example.com", "platform", release.spec_sha256)
+        )
         await abort_and_wait(handle)
     assert code == "not_member"
 
@@ -53,20 +59,26 @@ async def test_one_person_cannot_fill_two_roles(
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
         await handle.execute_update(
-            FinanceRelease.approve, ApprovalRequest("cfo@example.com", "break_glass", release.spec_sha256)
+            FinanceRelease.approve,
+            ApprovalRequest("cfo@example.com", "break_glass", release.spec_sha256),
         )
         # cfo may not also approve as platform (not a member) -> not_member; the rule
         # "one person, one role" is checked for a member of two roles below
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert status.missing == {"platform": 1}
-    release2 = make_release(task_queue, 1, risk="medium", policy_extra={"finance": ["bob@example.com"]})
+    release2 = make_release(
+        task_queue, 1, risk="medium", policy_extra={"finance": ["bob@example.com"]}
+    )
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release2, task_queue)
         await handle.execute_update(
-            FinanceRelease.approve, ApprovalRequest("bob@example.com", "platform", release2.spec_sha256)
+            FinanceRelease.approve,
+            ApprovalRequest("bob@example.com", "platform", release2.spec_sha256),
         )
-        code = await _refused_code(handle, ApprovalRequest("bob@example.com", "finance", release2.spec_sha256))
+        code = await _refused_code(
+            handle, ApprovalRequest("bob@example.com", "finance", release2.spec_sha256)
+        )
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert code == "other_role"
@@ -84,14 +96,17 @@ async def test_approval_for_another_spec_is_refused(
     assert code == "wrong_spec"
 
 
-async def test_rejection_ends_the_release(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_rejection_ends_the_release(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     doubles = Doubles()
     release = make_release(task_queue, 2)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
         # the signal path: callers that can only signal reach the same rules
         await handle.signal(
-            "reject", ApprovalRequest("dan@example.com", "platform", release.spec_sha256, "not this week")
+            "reject",
+            ApprovalRequest("dan@example.com", "platform", release.spec_sha256, "not this week"),
         )
         result = await handle.result()
     assert result.outcome == Outcome.REJECTED
@@ -109,7 +124,8 @@ async def test_release_expires_when_approvals_miss_the_deadline(
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
         await handle.execute_update(
-            FinanceRelease.approve, ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
+            FinanceRelease.approve,
+            ApprovalRequest("bob@example.com", "platform", release.spec_sha256),
         )
         result = await handle.result()  # 72 h pass on the test server's clock
     assert result.outcome == Outcome.EXPIRED

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from release_doubles import OLD_IMAGE, Doubles
-from release_harness import IMAGE, approve_all, make_release, run_approved, save_history, start
-from release_harness import wait_for_status, worker
 from temporalio.testing import WorkflowEnvironment
 
+from tests.workflows.release_doubles import OLD_IMAGE, Doubles
+from tests.workflows.release_harness import (
+    IMAGE,
+    approve_all,
+    make_release,
+    run_approved,
+    save_history,
+    start,
+    wait_for_status,
+    worker,
+)
 from workflows.contracts import Activity
 from workflows.messages import DecisionRequest, Outcome
 from workflows.release import FinanceRelease
@@ -42,10 +50,14 @@ async def test_rollback_all_compensates_every_deployed_tenant(
     assert set(result.tenants.values()) == {"rolled_back"}
 
 
-async def test_failure_ratio_halts_later_waves(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_failure_ratio_halts_later_waves(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     doubles = Doubles(smoke_fails={"t1"})
     release = make_release(
-        task_queue, 4, waves=[{"name": "early", "size": 2}, {"name": "rest", "size": "100%"}],
+        task_queue,
+        4,
+        waves=[{"name": "early", "size": 2}, {"name": "rest", "size": "100%"}],
         max_failure_ratio=0.4,
     )
     async with worker(time_skipping_env.client, task_queue, doubles):
@@ -71,7 +83,8 @@ async def test_entries_since_backup_are_exported_and_wait_for_a_decision(
         assert doubles.count(Activity.RESTORE_DATABASE) == 0  # no guessing
         assert any(n.kind == "decision_needed" for n in doubles.notifications)
         await handle.execute_update(
-            FinanceRelease.decide, DecisionRequest("t1", "restore", "operator@example.com", "entries re-keyed")
+            FinanceRelease.decide,
+            DecisionRequest("t1", "restore", "operator@example.com", "entries re-keyed"),
         )
         result = await handle.result()
         await save_history(handle, "entries_since_backup_decide")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from release_doubles import Doubles
-from release_harness import make_release, run_approved, worker
 from temporalio.testing import WorkflowEnvironment
 
+from tests.workflows.release_doubles import Doubles
+from tests.workflows.release_harness import make_release, run_approved, worker
 from workflows.contracts import Activity
 from workflows.messages import Outcome
 

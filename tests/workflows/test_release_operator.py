@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from release_doubles import OLD_IMAGE, Doubles
-from release_harness import IMAGE, abort_and_wait, approve_all, make_release, save_history, start
-from release_harness import wait_for_status, worker
 from temporalio.testing import WorkflowEnvironment
 
+from tests.workflows.release_doubles import OLD_IMAGE, Doubles
+from tests.workflows.release_harness import (
+    IMAGE,
+    abort_and_wait,
+    approve_all,
+    make_release,
+    save_history,
+    start,
+    wait_for_status,
+    worker,
+)
 from workflows.contracts import Activity
 from workflows.messages import ApprovalRequest, OperatorRequest, Outcome
 from workflows.release import FinanceRelease
@@ -23,10 +31,14 @@ async def test_manual_promotion_waits_for_promote(
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
-        status = await wait_for_status(handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves))
+        status = await wait_for_status(
+            handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves)
+        )
         assert doubles.tenants_called(Activity.SET_IMAGE) == ["t1"]
         assert status.next_timer_reason == ""
-        await handle.execute_update(FinanceRelease.promote, OperatorRequest(OPERATOR, "canary looks good"))
+        await handle.execute_update(
+            FinanceRelease.promote, OperatorRequest(OPERATOR, "canary looks good")
+        )
         result = await handle.result()
         await save_history(handle, "manual_promotion")
     assert result.outcome == Outcome.COMPLETED
@@ -40,12 +52,16 @@ async def test_pause_stops_before_the_next_step_and_resume_continues(
     release = make_release(task_queue, 2)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
-        await handle.execute_update(FinanceRelease.pause, OperatorRequest(OPERATOR, "auditor on site"))
+        await handle.execute_update(
+            FinanceRelease.pause, OperatorRequest(OPERATOR, "auditor on site")
+        )
         await approve_all(handle, release)
         status = await wait_for_status(handle, lambda s: s.phase == "BackingUp")
         assert status.paused
         assert doubles.count(Activity.BACKUP_DATABASE) == 0
-        await handle.execute_update(FinanceRelease.resume, OperatorRequest(OPERATOR, "auditor left"))
+        await handle.execute_update(
+            FinanceRelease.resume, OperatorRequest(OPERATOR, "auditor left")
+        )
         result = await handle.result()
     assert result.outcome == Outcome.COMPLETED
     kinds = [e["kind"] for e in doubles.bundles[""]["entries"]]
@@ -60,7 +76,9 @@ async def test_abort_mid_rollout_compensates_per_on_failure(
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
-        await wait_for_status(handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves))
+        await wait_for_status(
+            handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves)
+        )
         assert doubles.images["t1"] == IMAGE
         result = await abort_and_wait(handle, "wrong tax mapping spotted")
     assert result.outcome == Outcome.ABORTED
@@ -76,9 +94,12 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     release = make_release(task_queue, 3, risk="medium", waves=TWO_WAVES)
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
-        await handle.signal("approve", ApprovalRequest("alice@example.com", "platform", release.spec_sha256))
+        await handle.signal(
+            "approve", ApprovalRequest("alice@example.com", "platform", release.spec_sha256)
+        )
         await handle.execute_update(
-            FinanceRelease.approve, ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
+            FinanceRelease.approve,
+            ApprovalRequest("bob@example.com", "platform", release.spec_sha256),
         )
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
@@ -90,7 +111,8 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     assert [(r.approver, r.code) for r in status.refused] == [("alice@example.com", "requester")]
     assert status.next_timer_reason == "approval deadline" and status.next_timer
     assert [(w.name, [t.tenant for t in w.tenants]) for w in status.waves] == [
-        ("canary", ["t1"]), ("rest", ["t2", "t3"])
+        ("canary", ["t1"]),
+        ("rest", ["t2", "t3"]),
     ]
     assert all(t.state == "pending" for w in status.waves for t in w.tenants)
     assert status.waiting_for_locks == {} and not status.paused

@@ -10,11 +10,19 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from release_doubles import Doubles
-from release_harness import APPROVERS, BERLIN, approve_all, make_release, run_approved, start, worker
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tests.workflows.release_doubles import Doubles
+from tests.workflows.release_harness import (
+    APPROVERS,
+    BERLIN,
+    approve_all,
+    make_release,
+    run_approved,
+    start,
+    worker,
+)
 from workflows.contracts import Activity
 from workflows.messages import ApprovalRequest, Outcome, ReleaseStatus
 from workflows.release import FinanceRelease
@@ -39,7 +47,9 @@ async def test_release_waits_out_month_end_close_then_the_next_window(
 ) -> None:
     doubles = Doubles()
     release = make_release(
-        task_queue, {"acme": ("Europe/Berlin", "berlin")}, calendars={"berlin": BERLIN},
+        task_queue,
+        {"acme": ("Europe/Berlin", "berlin")},
+        calendars={"berlin": BERLIN},
         simulated_start="2026-11-27T10:00:00+01:00",
     )
     async with worker(time_skipping_env.client, task_queue, doubles):
@@ -68,7 +78,9 @@ async def test_tokyo_tenant_is_deferred_while_berlin_tenant_proceeds(
     assert result.outcome == Outcome.COMPLETED, result
     assert doubles.tenants_called(Activity.SET_IMAGE) == ["berlin-co", "tokyo-co"]
     deferred = [e["data"]["deferred"] for e in _entries(doubles.bundles[""], "calendar")]
-    assert any(d.get("tokyo-co", {}).get("next_allowed") == "2026-11-24T09:00:00+09:00" for d in deferred)
+    assert any(
+        d.get("tokyo-co", {}).get("next_allowed") == "2026-11-24T09:00:00+09:00" for d in deferred
+    )
     tokyo_set = _at(_entries(doubles.bundles["tokyo-co"], "image_set")[0])
     berlin_set = _at(_entries(doubles.bundles["berlin-co"], "image_set")[0])
     assert berlin_set < datetime.fromisoformat("2026-11-24T09:00:00+09:00") <= tokyo_set
@@ -89,8 +101,11 @@ async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective
 ) -> None:
     doubles = Doubles()
     release = make_release(
-        task_queue, {"acme": ("Europe/Berlin", "berlin")}, risk="emergency",
-        calendars={"berlin": BERLIN}, simulated_start="2026-11-27T10:00:00+01:00",
+        task_queue,
+        {"acme": ("Europe/Berlin", "berlin")},
+        risk="emergency",
+        calendars={"berlin": BERLIN},
+        simulated_start="2026-11-27T10:00:00+01:00",
     )
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)

@@ -1,0 +1,33 @@
+"""Recorded FinanceRelease histories must replay against today's workflow code.
+
+A change that makes the workflows non-deterministic for runs already in flight fails here.
+Re-record (after an intended, versioned change) with:
+    RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows -q -k "evidence_chain or \
+smoke_test_restores or entries_since or manual_promotion or transient"
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_four_representative_histories_are_recorded() -> None:
+    assert len(HISTORIES) >= 4, [h.name for h in HISTORIES]
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
+async def test_recorded_history_replays_deterministically(path: Path) -> None:
+    from workflows import WORKFLOWS  # after conftest put the project package first
+
+    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+    result = await Replayer(workflows=WORKFLOWS).replay_workflow(
+        history, raise_on_replay_failure=True
+    )
+    assert result.replay_failure is None

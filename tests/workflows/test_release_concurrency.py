@@ -1,0 +1,51 @@
+"""Two releases on one tenant, and retries that must not repeat effects."""
+
+from __future__ import annotations
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.workflows.release_doubles import Doubles
+from tests.workflows.release_harness import (
+    IMAGE,
+    approve_all,
+    make_release,
+    save_history,
+    start,
+    worker,
+)
+from workflows.contracts import Activity
+from workflows.messages import Outcome
+
+
+async def test_two_releases_on_one_tenant_roll_out_one_after_the_other(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_delay=0.3)
+    first = make_release(task_queue, ["shared-t"])
+    second = make_release(task_queue, ["shared-t"])
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handles = [await start(time_skipping_env.client, r, task_queue) for r in (first, second)]
+        for handle, release in zip(handles, (first, second), strict=True):
+            await approve_all(handle, release)  # approve both before any result is awaited
+        results = [await handle.result() for handle in handles]
+    assert [r.outcome for r in results] == [Outcome.COMPLETED, Outcome.COMPLETED]
+    assert doubles.count(Activity.SET_IMAGE, "shared-t") == 2
+    assert doubles.overlaps == []  # never two image changes in flight on the tenant
+
+
+async def test_retried_activity_after_transient_error_does_not_repeat_its_effect(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(transient_once={Activity.MIGRATE_DATABASE, Activity.SET_IMAGE})
+    release = make_release(task_queue, 2)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        result = await handle.result()
+        await save_history(handle, "transient_retry")
+    assert result.outcome == Outcome.COMPLETED
+    assert doubles.count(Activity.MIGRATE_DATABASE) == 4  # each tenant: failed once, retried once
+    assert set(doubles.ledger.values()) == {1}  # every migration applied exactly once
+    assert doubles.images == {"t1": IMAGE, "t2": IMAGE}
+    migration = [e for e in doubles.bundles["t1"]["entries"] if e["kind"] == "migration"][0]
+    assert migration["data"]["applied"] == [] and migration["data"]["skipped"]
