@@ -13,6 +13,7 @@ from tests.workflows.release_harness import (
     make_release,
     save_history,
     start,
+    wait_for_status,
     worker,
 )
 from workflows.messages import ApprovalRequest, Outcome
@@ -31,6 +32,8 @@ async def test_evidence_chain_verifies_and_records_every_decision(
         await handle.signal(
             "approve", ApprovalRequest("alice@example.com", "platform", release.spec_sha256)
         )
+        # a signal is not ordered with the updates that follow: let the refusal land first
+        await wait_for_status(handle, lambda s: any(r.code == "requester" for r in s.refused))
         await approve_all(handle, release)
         result = await handle.result()
         await save_history(handle, "happy_path_two_waves")

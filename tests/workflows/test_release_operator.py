@@ -101,7 +101,8 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
             FinanceRelease.approve,
             ApprovalRequest("bob@example.com", "platform", release.spec_sha256),
         )
-        status = await handle.query(FinanceRelease.status)
+        # the signal is not ordered with the update: wait until both are in
+        status = await wait_for_status(handle, lambda s: bool(s.refused) and bool(s.approvals))
         await abort_and_wait(handle)
     assert status.release_id == release.release_id
     assert status.phase == "AwaitingApproval" and status.outcome == ""
