@@ -15,54 +15,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities.azure_storage import blob_service_from_connection_string
 from activities.postgres import PostgresActivities
 from devstack.odoo_seed import seed_odoo_database
-from governance.inventory import Tenant
+from tests.integration.conftest import scratch_databases, tenant_on
 from workflows.contracts import BackupRequest, ErrorType, TenantTask
 
-SCRATCH_PREFIX = "frtest_scratch"
 MiB = 1 << 20
-
-
-def tenant_on(database: str, name: str = "acme") -> Tenant:
-    return Tenant(
-        name=name,
-        tier="shared",
-        namespace="odoo-acme",
-        deployments={"web": "odoo-web"},
-        db_server="main",
-        database=database,
-        filestore="acme/filestore",
-        url="https://acme.example.com",
-        timezone="Europe/Berlin",
-        calendar="default",
-    )
-
-
-def scratch_databases(admin_dsn: str) -> list[str]:
-    with psycopg.connect(admin_dsn) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'frtest\\_scratch%'"
-        )
-        return [row[0] for row in rows]
-
-
-@pytest.fixture
-async def blobs(blob_container):
-    async with blob_service_from_connection_string(blob_container.connection_string) as service:
-        yield service
-
-
-@pytest.fixture
-def postgres(pg_admin_dsn, blobs, blob_container) -> PostgresActivities:
-    return PostgresActivities(
-        {"main": pg_admin_dsn},
-        blobs,
-        container=blob_container.name,
-        scratch_prefix=SCRATCH_PREFIX,
-        block_size=256 * 1024,
-    )
 
 
 async def test_backup_restores_into_scratch_with_identical_row_counts(

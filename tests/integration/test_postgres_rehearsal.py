@@ -9,10 +9,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.azure_storage import blob_service_from_connection_string
-from activities.postgres import PostgresActivities
 from devstack.odoo_seed import seed_odoo_database
-from governance.inventory import Tenant
+from tests.integration.conftest import scratch_databases, tenant_on
 from workflows.contracts import (
     ErrorType,
     MigrationRequest,
@@ -36,40 +34,6 @@ WHERE id = ({FIRST_POSTED_DEBIT});
 
 def script(name: str, sql: str) -> MigrationScript:
     return MigrationScript(name=name, sql=sql, sha256=hashlib.sha256(sql.encode()).hexdigest())
-
-
-def tenant_on(database: str) -> Tenant:
-    return Tenant(
-        name="acme",
-        tier="shared",
-        namespace="odoo-acme",
-        deployments={"web": "odoo-web"},
-        db_server="main",
-        database=database,
-        filestore="acme/filestore",
-        url="https://acme.example.com",
-        timezone="Europe/Berlin",
-        calendar="default",
-    )
-
-
-def scratch_databases(admin_dsn: str) -> list[str]:
-    with psycopg.connect(admin_dsn) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'frtest\\_scratch%'"
-        )
-        return [row[0] for row in rows]
-
-
-@pytest.fixture
-async def postgres(pg_admin_dsn, blob_container):
-    async with blob_service_from_connection_string(blob_container.connection_string) as blobs:
-        yield PostgresActivities(
-            {"main": pg_admin_dsn},
-            blobs,
-            container=blob_container.name,
-            scratch_prefix="frtest_scratch",
-        )
 
 
 @pytest.fixture

@@ -9,28 +9,12 @@ import psycopg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.azure_storage import blob_service_from_connection_string
-from activities.postgres import PostgresActivities, short_release_id, sweep_scratch_databases
+from activities.postgres import short_release_id, sweep_scratch_databases
 from devstack.odoo_seed import seed_odoo_database
-from governance.inventory import Tenant
+from tests.integration.conftest import SCRATCH_PREFIX, databases_starting_with, tenant_on
 from workflows.contracts import BackupRequest, TenantTask
 
 RELEASE = "rel-2026-restore"
-
-
-def tenant_on(database: str) -> Tenant:
-    return Tenant(
-        name="acme",
-        tier="shared",
-        namespace="odoo-acme",
-        deployments={"web": "odoo-web"},
-        db_server="main",
-        database=database,
-        filestore="acme/filestore",
-        url="https://acme.example.com",
-        timezone="Europe/Berlin",
-        calendar="default",
-    )
 
 
 def drop_database(admin_dsn: str, name: str) -> None:
@@ -44,22 +28,6 @@ def databases_like(admin_dsn: str, pattern: str) -> list[str]:
             "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (pattern,)
         )
         return [row[0] for row in rows]
-
-
-@pytest.fixture
-async def blobs(blob_container):
-    async with blob_service_from_connection_string(blob_container.connection_string) as service:
-        yield service
-
-
-@pytest.fixture
-def postgres(pg_admin_dsn, blobs, blob_container) -> PostgresActivities:
-    return PostgresActivities(
-        {"main": pg_admin_dsn},
-        blobs,
-        container=blob_container.name,
-        scratch_prefix="frtest_scratch",
-    )
 
 
 @pytest.fixture
@@ -160,16 +128,14 @@ def _connection_dead(conn: psycopg.Connection) -> bool:
 
 
 async def test_sweep_drops_only_scratch_databases_older_than_the_cutoff(pg_admin_dsn):
-    old = "frtest_scratch_relold_acme_v_1000000000"
-    fresh = f"frtest_scratch_relnew_acme_v_{int(dt.datetime.now(dt.UTC).timestamp())}"
+    old = f"{SCRATCH_PREFIX}_relold_acme_v_1000000000"
+    fresh = f"{SCRATCH_PREFIX}_relnew_acme_v_{int(dt.datetime.now(dt.UTC).timestamp())}"
     with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
         for name in (old, fresh):
             conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        dropped = await sweep_scratch_databases(
-            pg_admin_dsn, "frtest_scratch", dt.timedelta(days=1)
-        )
-        remaining = databases_like(pg_admin_dsn, "frtest\\_scratch\\_rel%")
+        dropped = await sweep_scratch_databases(pg_admin_dsn, SCRATCH_PREFIX, dt.timedelta(days=1))
+        remaining = databases_starting_with(pg_admin_dsn, f"{SCRATCH_PREFIX}_rel")
     finally:
         for name in (old, fresh):
             drop_database(pg_admin_dsn, name)
