@@ -89,9 +89,17 @@ def up(root: Path | None = None, ports: StackPorts | None = None) -> dict[str, s
     ports = ports or StackPorts.from_environment()
     postgres = ensure_postgres(root, ports.postgres)
     started: dict[str, int] = {}
-    for process in _processes(root, ports, postgres.dsn):
-        started[process.name] = process.start()
-        print(f"  {process.name:<11} {process.address}", flush=True)
+    processes = _processes(root, ports, postgres.dsn)
+    try:
+        for process in processes:
+            started[process.name] = process.start()
+            print(f"  {process.name:<11} {process.address}", flush=True)
+    except BaseException:
+        # a half-started stack is worse than none: stop what this call started
+        for process in processes:
+            if process.name in started:
+                process.stop()
+        raise
     print(f"  {'postgres':<11} {_redact(postgres.dsn)} ({postgres.origin})", flush=True)
     environment = stack_environment(root, ports, postgres.dsn)
     (root / STACK_FILE).write_text(

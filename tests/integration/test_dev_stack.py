@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -35,10 +36,10 @@ def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Pa
         "ODOO",
     ):
         env[f"FINRELEASE_{name}_PORT"] = str(free_port())
-    up = _dev(["up"], env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    pids = json.loads((tmp_path / "stack.json").read_text())["pids"]
     try:
+        up = _dev(["up"], env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        pids = json.loads((tmp_path / "stack.json").read_text())["pids"]
         assert set(pids) == {"temporal", "azurite", "kubernetes", "doubles"}
         status = _dev(["status"], env)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -57,3 +58,30 @@ def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Pa
     assert alive == []
     after = _dev(["status"], env)
     assert after.returncode == 1 and " yes" not in after.stdout
+
+
+def test_a_failed_up_stops_what_it_had_started(tmp_path: Path):
+    env = {**os.environ, "FINRELEASE_HOME": str(tmp_path)}
+    for name in (
+        "TEMPORAL",
+        "UI",
+        "AZURITE",
+        "KUBERNETES",
+        "DEVOPS",
+        "MONITOR",
+        "WEBHOOKS",
+        "ODOO",
+    ):
+        env[f"FINRELEASE_{name}_PORT"] = str(free_port())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", int(env["FINRELEASE_DEVOPS_PORT"])))
+        taken.listen()  # the doubles (started last) cannot bind their port
+        up = _dev(["up"], env)
+    assert up.returncode != 0
+    assert "doubles" in up.stderr
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
