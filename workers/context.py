@@ -63,6 +63,17 @@ def _decode(headers: Mapping[str, temporalio.api.common.v1.Payload]) -> dict[str
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def _from_input(args: Any) -> dict[str, str]:
+    """release_id / tenant read off a workflow's or activity's input (the contracts carry both)."""
+    arg = args[0] if args else None
+    tenant = getattr(arg, "tenant", None)
+    values = {
+        "release_id": getattr(arg, "release_id", ""),
+        "tenant": getattr(tenant, "name", tenant if isinstance(tenant, str) else ""),
+    }
+    return {k: v for k, v in values.items() if isinstance(v, str) and v}
+
+
 class ContextInterceptor(client.Interceptor, worker.Interceptor):
     """Register on the client (outbound starts) and on workers (workflows and activities)."""
 
@@ -102,6 +113,7 @@ class _ActivityInbound(worker.ActivityInboundInterceptor):
     async def execute_activity(self, input: worker.ExecuteActivityInput) -> Any:
         info = activity.info()
         values = {
+            **_from_input(input.args),
             **_decode(input.headers),
             "workflow_id": info.workflow_id or "",
             "activity_id": info.activity_id,
@@ -115,7 +127,13 @@ class _WorkflowInbound(worker.WorkflowInboundInterceptor):
         super().init(_WorkflowOutbound(outbound))
 
     async def execute_workflow(self, input: worker.ExecuteWorkflowInput) -> Any:
-        bind_context(**{**_decode(input.headers), "workflow_id": workflow.info().workflow_id})
+        bind_context(
+            **{
+                **_decode(input.headers),
+                **_from_input(input.args),
+                "workflow_id": workflow.info().workflow_id,
+            }
+        )
         return await super().execute_workflow(input)
 
 

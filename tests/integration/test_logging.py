@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -78,3 +79,52 @@ async def test_workflow_and_activity_log_lines_carry_the_release_id(
     activity_lines = [line for line in ours if line["event"].startswith("activity")]
     assert all(line.get("workflow_id") == f"release-{release_id}" for line in activity_lines)
     assert all(line.get("activity_id") for line in activity_lines)
+
+
+@dataclass
+class TenantStep:
+    release_id: str
+    tenant: str
+
+
+@activity.defn(name="tenant_step")
+async def tenant_step(step: TenantStep) -> str:
+    structlog.get_logger("test").info("tenant step")
+    return step.tenant
+
+
+@workflow.defn(name="TenantStepWorkflow", sandboxed=False)
+class TenantStepWorkflow:
+    @workflow.run
+    async def run(self, step: TenantStep) -> str:
+        workflow.logger.info("workflow for a tenant")
+        return await workflow.execute_activity(
+            tenant_step, step, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+async def test_release_and_tenant_come_from_the_input_when_no_caller_bound_them(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+):
+    """A release started by any client (UI, another SDK) still logs its release and tenant."""
+    stream = io.StringIO()
+    configure_logging(json_output=True, stream=stream)
+    release_id = f"FIN-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=task_queue,
+        workflows=[TenantStepWorkflow],
+        activities=[tenant_step],
+        interceptors=[ContextInterceptor()],
+    ):
+        await time_skipping_env.client.execute_workflow(
+            TenantStepWorkflow.run,
+            TenantStep(release_id, "tokyo"),
+            id=f"release-{release_id}-tokyo",
+            task_queue=task_queue,
+        )
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line.get("event") in {"workflow for a tenant", "tenant step"}]
+    assert len(ours) == 2
+    assert all(line.get("release_id") == release_id for line in ours), ours
+    assert all(line.get("tenant") == "tokyo" for line in ours), ours
