@@ -78,6 +78,8 @@ def configure_logging(
     # Temporal appends its info dict to the message by default; we keep it as fields instead.
     temporalio.workflow.logger.workflow_info_on_message = False
     temporalio.activity.logger.activity_info_on_message = False
+    # The Azure SDK logs every HTTP request and response at INFO: noise in a release's log.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
