@@ -23,8 +23,9 @@ def _dev(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Path):
-    env = {**os.environ, "FINRELEASE_HOME": str(tmp_path)}
+def _stack_env(home: Path) -> dict[str, str]:
+    """The stack's state under `home`, every service on a free port."""
+    env = {**os.environ, "FINRELEASE_HOME": str(home)}
     for name in (
         "TEMPORAL",
         "UI",
@@ -36,6 +37,11 @@ def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Pa
         "ODOO",
     ):
         env[f"FINRELEASE_{name}_PORT"] = str(free_port())
+    return env
+
+
+def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Path):
+    env = _stack_env(tmp_path)
     try:
         up = _dev(["up"], env)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -61,18 +67,7 @@ def test_up_status_down_on_alternative_ports_leaves_nothing_running(tmp_path: Pa
 
 
 def test_a_failed_up_stops_what_it_had_started(tmp_path: Path):
-    env = {**os.environ, "FINRELEASE_HOME": str(tmp_path)}
-    for name in (
-        "TEMPORAL",
-        "UI",
-        "AZURITE",
-        "KUBERNETES",
-        "DEVOPS",
-        "MONITOR",
-        "WEBHOOKS",
-        "ODOO",
-    ):
-        env[f"FINRELEASE_{name}_PORT"] = str(free_port())
+    env = _stack_env(tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", int(env["FINRELEASE_DEVOPS_PORT"])))
         taken.listen()  # the doubles (started last) cannot bind their port

@@ -18,6 +18,10 @@ from workers.context import ContextInterceptor, release_context
 from workers.logs import configure_logging
 
 
+def _json_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
 @activity.defn(name="log_something")
 async def log_something(tenant: str) -> str:
     activity.logger.info("activity via temporal logger")
@@ -57,7 +61,7 @@ async def test_workflow_and_activity_log_lines_carry_the_release_id(
                 LoggingWorkflow.run, "berlin", id=f"release-{release_id}", task_queue=task_queue
             )
     assert result == "berlin"
-    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    lines = _json_lines(stream)
     ours = [
         line
         for line in lines
@@ -123,7 +127,7 @@ async def test_release_and_tenant_come_from_the_input_when_no_caller_bound_them(
             id=f"release-{release_id}-tokyo",
             task_queue=task_queue,
         )
-    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    lines = _json_lines(stream)
     ours = [line for line in lines if line.get("event") in {"workflow for a tenant", "tenant step"}]
     assert len(ours) == 2
     assert all(line.get("release_id") == release_id for line in ours), ours
