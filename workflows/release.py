@@ -8,7 +8,6 @@ tenant seals its own chain, and the release records where it is and its head has
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from governance.problems import ValidationFailed
     from governance.spec import ReleaseSpec, parse_spec
     from workflows.approvals import RETROSPECTIVE_WINDOW, ApprovalDesk
+    from workflows.children import TenantChildren
     from workflows.contracts import (
         Activity,
         ErrorType,
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         WorkItemReport,
         WorkItemReportResult,
     )
+    from workflows.failures import cause
     from workflows.messages import (
         APPROVAL_REFUSED,
         DECISIONS,
@@ -56,9 +57,7 @@ with workflow.unsafe.imports_passed_through():
         tenant_workflow_id,
     )
     from workflows.policies import run_activity
-    from workflows.tenant import TenantRollout
     from workflows.tenant_messages import (
-        FAILED_STATES,
         DeployOrder,
         Finish,
         StandDown,
@@ -102,14 +101,7 @@ class FinanceRelease:
         self._last_error = ""
         self._tenants: dict[str, TenantState] = {}
         self._wave_state: dict[str, str] = {}
-        self._children: dict[str, Any] = {}
-        self._prepared: dict[str, TenantPrepared] = {}
-        self._outcomes: dict[str, TenantOutcome] = {}
-        self._held: set[str] = set()  # deployed, waiting for finish (rollback_all)
-        self._deploy_sent: set[str] = set()  # sent deploy or stand_down
-        self._deploying_set: set[str] = set()  # sent deploy
-        self._backups_done: set[str] = set()
-        self._blocked: set[str] = set()
+        self._children = TenantChildren(self._tenant_finished)
         self._offset = (
             datetime.fromisoformat(request.simulated_start) - workflow.now()
             if request.simulated_start
@@ -185,7 +177,7 @@ class FinanceRelease:
         try:
             item: WorkItemInfo = await self._call(Activity.VALIDATE_WORK_ITEM, check, WorkItemInfo)
         except ActivityError as err:
-            reason = _cause(err)
+            reason = cause(err)
             self._record("work_item_refused", {"work_item": spec.work_item, "error": reason})
             raise ReleaseEnded(Outcome.INVALID, reason, [reason]) from None
         self._record(
@@ -244,18 +236,17 @@ class FinanceRelease:
         rule = self._policy.risk[spec.risk]
         canary = self._waves[0][1][0]
         limit = spec.rollout.max_parallel
+        children = self._children
         for name in spec.tenants:
             await self._wait_unpaused()
-            await self._wait(lambda: self._preparing() < limit)
-            await self._start_child(
-                self._inventory.get(name), rule.rehearse == "all" or name == canary
-            )
-        await self._wait(lambda: all(self._backed_up(t) for t in spec.tenants))
+            await self._wait(lambda: children.preparing() < limit)
+            self._start_child(self._inventory.get(name), rule.rehearse == "all" or name == canary)
+        await self._wait(lambda: all(children.is_backed_up(t) for t in spec.tenants))
         self._set_phase(Phase.REHEARSING)
         await self._wait(
-            lambda: all(t in self._prepared or t in self._outcomes for t in spec.tenants)
+            lambda: all(t in children.prepared or t in children.outcomes for t in spec.tenants)
         )
-        failed = {t: p.reason for t, p in self._prepared.items() if not p.ok}
+        failed = {t: p.reason for t, p in children.prepared.items() if not p.ok}
         if failed:
             self._record("gate_failed", {"gate": "backups and rehearsal", "tenants": failed})
             raise ReleaseEnded(Outcome.FAILED, "; ".join(failed.values()))
@@ -264,9 +255,8 @@ class FinanceRelease:
         """Rollback package for every tenant, then hold until observability is green."""
         spec = self._spec
         assert spec is not None
-        missing = [
-            t for t in spec.tenants if not (t in self._prepared and self._prepared[t].backup)
-        ]
+        prepared = self._children.prepared
+        missing = [t for t in spec.tenants if not (t in prepared and prepared[t].backup)]
         if missing:
             raise ReleaseEnded(Outcome.FAILED, f"no rollback package for {', '.join(missing)}")
         self._record("gate_passed", {"gate": "rollback packages", "tenants": list(spec.tenants)})
@@ -278,7 +268,7 @@ class FinanceRelease:
                     Activity.CHECK_OBSERVABILITY, check, ObservabilityResult
                 )
             except ActivityError as err:
-                result = ObservabilityResult(False, [f"observability check failed: {_cause(err)}"])
+                result = ObservabilityResult(False, [f"observability check failed: {cause(err)}"])
             if result.healthy:
                 self._record("gate_passed", {"gate": "observability"})
                 return
@@ -322,6 +312,7 @@ class FinanceRelease:
         """Deploy one wave (deferring tenants outside their window); return why it halted."""
         spec = self._spec
         assert spec is not None
+        children = self._children
         self._wave_state[wave] = "running"
         remaining = list(names)
         while remaining:
@@ -329,9 +320,9 @@ class FinanceRelease:
             check = self._check_windows(remaining, wave)
             for tenant, reason in check.blocked.items():
                 self._set_tenant(tenant, TenantPhase.BLOCKED, reason)
-                self._blocked.add(tenant)
-                self._deploy_sent.add(tenant)
-                await self._children[tenant].signal(TenantRollout.stand_down, StandDown(reason))
+                children.blocked.add(tenant)
+                children.decided.add(tenant)
+                children.send(tenant, "stand_down", StandDown(reason))
             remaining = [t for t in remaining if t not in check.blocked]
             if not check.allowed:
                 until = check.earliest()
@@ -341,17 +332,20 @@ class FinanceRelease:
                 continue
             for tenant in check.allowed:
                 await self._wait(
-                    lambda: self._deploying() < spec.rollout.max_parallel or self._halt_reason()
+                    lambda: (
+                        len(children.in_flight()) < spec.rollout.max_parallel
+                        or bool(self._halt_reason())
+                    )
                 )
                 if self._halt_reason():
                     break
                 await self._wait_unpaused()
                 self._set_tenant(tenant, TenantPhase.DEPLOYING)
-                self._deploy_sent.add(tenant)
-                self._deploying_set.add(tenant)
-                await self._children[tenant].signal(TenantRollout.deploy, DeployOrder(wave))
+                children.decided.add(tenant)
+                children.deploying.add(tenant)
+                children.send(tenant, "deploy", DeployOrder(wave))
                 remaining.remove(tenant)
-            await self._wait(lambda: self._deploying() == 0 or bool(self._abort))
+            await self._wait(lambda: not children.in_flight() or bool(self._abort))
             if self._halt_reason():
                 break
         self._wave_state[wave] = "halted" if self._halt_reason() else "done"
@@ -360,22 +354,19 @@ class FinanceRelease:
     async def _finish_rollout(self, halted: str) -> tuple[str, str]:
         spec = self._spec
         assert spec is not None
+        children = self._children
         if self._abort is not None:
-            for tenant in self._in_flight():
-                await self._children[tenant].signal(
-                    TenantRollout.abort, TenantAbort(self._abort.reason)
-                )
-        await self._stand_down_rest(halted or "release finished")
-        await self._wait(lambda: not self._in_flight(), abortable=False)
+            for tenant in children.in_flight():
+                children.send(tenant, "abort", TenantAbort(self._abort.reason))
+        self._stand_down_rest(halted or "release finished")
+        await self._wait(lambda: not children.in_flight(), abortable=False)
         compensate = bool(halted) and spec.rollout.on_failure == "rollback_all"
-        for tenant in sorted(self._held - set(self._outcomes)):
-            await self._children[tenant].signal(TenantRollout.finish, Finish(compensate, halted))
-        await self._wait(lambda: all(t in self._outcomes for t in self._children), abortable=False)
-        deployed = [t for t, o in self._outcomes.items() if o.state == TenantPhase.DEPLOYED]
-        failed = [
-            t for t, o in self._outcomes.items() if o.state in (*FAILED_STATES, TenantPhase.ERROR)
-        ]
-        blocked = sorted(self._blocked)
+        for tenant in sorted(children.held - set(children.outcomes)):
+            children.send(tenant, "finish", Finish(compensate, halted))
+        await self._wait(children.all_finished, abortable=False)
+        deployed = children.deployed()
+        failed = [o.tenant for o in children.failures()]
+        blocked = sorted(children.blocked)
         if self._abort is not None:
             return Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
         if halted:
@@ -433,13 +424,13 @@ class FinanceRelease:
                 outcome,
                 [a.approver for a in self._desk.state.approvals] if self._desk else [],
                 {t: s.state for t, s in self._tenants.items()},
-                [o.backup_url for o in self._outcomes.values() if o.backup_url],
+                [o.backup_url for o in self._children.outcomes.values() if o.backup_url],
                 published.url,
             )
             try:
                 await self._call(Activity.REPORT_TO_WORK_ITEM, report, WorkItemReportResult)
             except ActivityError as err:
-                self._last_error = f"reporting to the work item failed: {_cause(err)}"
+                self._last_error = f"reporting to the work item failed: {cause(err)}"
         await self._notify("outcome", f"{self._request.release_id}: {outcome} — {reason}")
         return ReleaseResult(
             self._request.release_id,
@@ -452,7 +443,7 @@ class FinanceRelease:
 
     # --- children ----------------------------------------------------------------------------
 
-    async def _start_child(self, tenant: Tenant, rehearse: bool) -> None:
+    def _start_child(self, tenant: Tenant, rehearse: bool) -> None:
         spec = self._spec
         assert spec is not None
         order = TenantOrder(
@@ -469,58 +460,37 @@ class FinanceRelease:
             clock_offset_seconds=self._offset.total_seconds(),
         )
         self._set_tenant(tenant.name, TenantPhase.PREPARING)
-        handle = await workflow.start_child_workflow(
-            TenantRollout.run,
+        self._children.launch(
             order,
-            id=tenant_workflow_id(spec.release_id, tenant.name),
-            static_summary=f"{spec.release_id} on {tenant.name}",
+            tenant_workflow_id(spec.release_id, tenant.name),
+            f"{spec.release_id} on {tenant.name}",
         )
-        self._children[tenant.name] = handle
-        asyncio.get_running_loop().create_task(self._watch(tenant.name, handle))  # noqa: RUF006
 
-    async def _watch(self, tenant: str, handle: Any) -> None:
-        try:
-            outcome: TenantOutcome = await handle
-        except Exception as err:  # noqa: BLE001 - a broken child must not break the release
-            outcome = TenantOutcome(tenant, TenantPhase.ERROR, _cause(err), "", "", "", "", "")
-        self._outcomes[tenant] = outcome
-        self._held.discard(tenant)
-        if tenant not in self._blocked:
-            self._set_tenant(tenant, outcome.state, outcome.reason)
+    def _tenant_finished(self, outcome: TenantOutcome) -> None:
+        if outcome.tenant not in self._children.blocked:
+            self._set_tenant(outcome.tenant, outcome.state, outcome.reason)
         self._record(
             "tenant_bundle",
             {
-                "tenant": tenant,
+                "tenant": outcome.tenant,
                 "blob_name": outcome.evidence_blob,
                 "head": outcome.evidence_head,
                 "state": outcome.state,
             },
         )
 
-    async def _stand_down_rest(self, reason: str) -> None:
+    def _stand_down_rest(self, reason: str) -> None:
         """Tell every tenant not sent to deploy that it will not be: it seals and finishes."""
-        for tenant, handle in self._children.items():
-            if tenant not in self._deploy_sent and tenant not in self._outcomes:
-                self._deploy_sent.add(tenant)  # never both deploy and stand down
-                await handle.signal(TenantRollout.stand_down, StandDown(reason))
+        children = self._children
+        for tenant in children.launched:
+            if tenant not in children.decided and tenant not in children.outcomes:
+                children.decided.add(tenant)  # never both deploy and stand down
+                children.send(tenant, "stand_down", StandDown(reason))
 
     async def _stand_down_all(self, reason: str) -> None:
         """The release ended early: stand down everyone not deployed and wait for all to seal."""
-        await self._stand_down_rest(reason)
-        await self._wait(lambda: all(t in self._outcomes for t in self._children), abortable=False)
-
-    def _preparing(self) -> int:
-        return sum(1 for t in self._children if t not in self._prepared and t not in self._outcomes)
-
-    def _backed_up(self, tenant: str) -> bool:
-        return tenant in self._backups_done or tenant in self._prepared or tenant in self._outcomes
-
-    def _in_flight(self) -> list[str]:
-        """Tenants sent to deploy whose deployment has not settled (finished or held)."""
-        return [t for t in self._deploying_set if t not in self._outcomes and t not in self._held]
-
-    def _deploying(self) -> int:
-        return len(self._in_flight())
+        self._stand_down_rest(reason)
+        await self._wait(self._children.all_finished, abortable=False)
 
     def _halt_reason(self) -> str:
         """Why no further tenant may start: abort, or failures beyond max_failure_ratio."""
@@ -528,16 +498,15 @@ class FinanceRelease:
         assert spec is not None
         if self._abort is not None:
             return f"aborted: {self._abort.reason}"
-        failures = [
-            o for o in self._outcomes.values() if o.state in (*FAILED_STATES, TenantPhase.ERROR)
-        ]
+        children = self._children
+        failures = children.failures()
         if not failures:
             return ""
-        attempted = len(self._deploying_set)
+        attempted = len(children.deploying)
         # planned: the attempted ones plus the rest of the running wave; once the failures
         # exceed the ratio of that, no later success can bring the release back under it
         running = {t for w, names in self._waves if self._wave_state[w] == "running" for t in names}
-        rest = len(running - self._deploying_set - self._blocked)
+        rest = len(running - children.deploying - children.blocked)
         ratio = spec.rollout.max_failure_ratio
         if len(failures) > ratio * (attempted + rest):
             return f"{len(failures)} of {attempted} tenant(s) failed (max_failure_ratio {ratio})"
@@ -547,16 +516,16 @@ class FinanceRelease:
 
     @workflow.signal
     def tenant_prepared(self, prepared: TenantPrepared) -> None:
-        self._prepared[prepared.tenant] = prepared
+        self._children.prepared[prepared.tenant] = prepared
         state = TenantPhase.PREPARED if prepared.ok else TenantPhase.PREPARATION_FAILED
         self._set_tenant(prepared.tenant, state, prepared.reason)
 
     @workflow.signal
     def tenant_report(self, report: TenantReport) -> None:
         if report.state == TenantPhase.DEPLOYED:
-            self._held.add(report.tenant)
+            self._children.held.add(report.tenant)
         if report.state == TenantPhase.BACKED_UP:
-            self._backups_done.add(report.tenant)
+            self._children.backed_up.add(report.tenant)
             return
         self._set_tenant(report.tenant, report.state, report.detail, report.lock_holder)
 
@@ -663,7 +632,7 @@ class FinanceRelease:
     @workflow.update
     async def decide(self, request: DecisionRequest) -> str:
         decision = TenantDecision(request.choice, request.operator, request.reason)
-        await self._children[request.tenant].signal("decide", decision)
+        await self._children.signal(request.tenant, "decide", decision)
         return f"{request.choice} sent to {request.tenant}"
 
     @decide.validator
@@ -736,7 +705,7 @@ class FinanceRelease:
         assert spec is not None
         tenants = [self._inventory.get(n) for n in names]
         rule = self._policy.risk[spec.risk]
-        durations = {t: p.rehearsal_seconds for t, p in self._prepared.items()}
+        durations = {t: p.rehearsal_seconds for t, p in self._children.prepared.items()}
         check = check_windows(tenants, self._calendars, self.now(), durations)
         if rule.freeze_override and (check.deferred or check.blocked):
             self._overrode_freeze = True
@@ -833,7 +802,7 @@ class FinanceRelease:
         try:
             await self._call(Activity.NOTIFY, note, NotificationResult)
         except ActivityError as err:  # a failing notification never fails the release
-            self._last_error = f"notification {kind} failed: {_cause(err)}"
+            self._last_error = f"notification {kind} failed: {cause(err)}"
 
 
 # --- validation helpers (pure) ---------------------------------------------------------------
@@ -889,14 +858,6 @@ def _release_problems(
         if tenant.calendar not in calendars:
             problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
     return problems
-
-
-def _cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    if isinstance(err, ApplicationError) and err.type:
-        return f"{err.type}: {err.message}"
-    return str(err)
 
 
 __all__ = ["FinanceRelease", "ErrorType"]

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from governance.evidence import EvidenceChain
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SmokeRequest,
         TenantTask,
     )
+    from workflows.failures import cause
     from workflows.lock import LockGrant, LockQueued, LockRelease, LockRequest, lock_workflow_id
     from workflows.messages import DECISIONS
     from workflows.policies import REQUEST_TENANT_LOCK, run_activity
@@ -154,8 +155,8 @@ class TenantRollout:
                     return self._unprepared(f"rehearsal on {tenant.name} failed: {why}", backup)
                 seconds = rehearsal.duration_seconds
         except ActivityError as err:
-            self.record("preparation_failed", {"tenant": tenant.name, "error": _cause(err)})
-            return self._unprepared(f"preparing {tenant.name} failed: {_cause(err)}", None)
+            self.record("preparation_failed", {"tenant": tenant.name, "error": cause(err)})
+            return self._unprepared(f"preparing {tenant.name} failed: {cause(err)}", None)
         finally:
             await self._unlock()
         return TenantPrepared(
@@ -228,7 +229,7 @@ class TenantRollout:
                 failed = ", ".join(c.name for c in report.checks if not c.passed)
                 raise StepFailed(f"smoke checks failed on {tenant.name}: {failed}")
         except (ActivityError, StepFailed) as err:
-            reason = _cause(err) if isinstance(err, ActivityError) else str(err)
+            reason = cause(err) if isinstance(err, ActivityError) else str(err)
             self.record("deployment_failed", {"tenant": tenant.name, "error": reason})
             return await self._compensate(reason), reason
         self._set(TenantPhase.DEPLOYED)
@@ -392,15 +393,6 @@ class TenantRollout:
 
 
 # --- evidence entries ----------------------------------------------------------------------
-
-
-def _cause(err: BaseException) -> str:
-    """The innermost message: the activity's own error, not Temporal's wrapper."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    if isinstance(err, ApplicationError) and err.type:
-        return f"{err.type}: {err.message}"
-    return str(err)
 
 
 def _image(state: RunningState | None, tenant: Any) -> str:
