@@ -118,7 +118,7 @@ async def _serve(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*doubles.activities(), lock.request_tenant_lock],
+        activities=[*doubles.activities(), *lock.activities()],
     )
     if not deadlock_detector:
         # The SDK hard-codes 2 s; debug_mode would lift it but also run every activation

@@ -149,14 +149,14 @@ def workflows_worker(
     prefix: str = "",
     grace: timedelta = timedelta(seconds=30),
 ) -> QueueWorker:
-    """FinanceRelease, TenantRollout, TenantLock and the lock's signal-with-start activity."""
+    """FinanceRelease, TenantRollout, TenantLock and the lock's two activities."""
     check_environment("workflows", environ)
     lock = TenantLockActivities(client)
     worker = Worker(
         client,
         task_queue=queue_name(WORKFLOWS_QUEUE, prefix),
         workflows=WORKFLOWS,
-        activities=[lock.request_tenant_lock],
+        activities=lock.activities(),
         interceptors=_worker_interceptors(client),
         graceful_shutdown_timeout=grace,
     )

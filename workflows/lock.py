@@ -7,18 +7,28 @@ repeated request from the same owner is ignored). The lock signals the owner
 `lock_granted`, or `lock_queued` naming the holder; the owner signals `release` when done.
 The lock workflow completes when nobody holds or waits for it (a request arriving at that
 moment makes the server retry the completion with the new signal, so none is lost).
+
+A holder that ends without releasing (terminated, reset, a bug) would keep the tenant locked
+for ever. So while someone waits, the lock asks every `HOLDER_CHECK` whether the holder still
+runs (`tenant_lock_holder_running`) and passes the lock on when it does not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import ErrorType
+
+
+HOLDER_CHECK = timedelta(minutes=10)
 
 
 def lock_workflow_id(tenant: str) -> str:
@@ -57,6 +67,12 @@ class LockState:
 
 
 @dataclass
+class HolderCheck:
+    tenant: str
+    owner: str  # workflow id of the holder
+
+
+@dataclass
 class LockHolder:
     owner: str
     release_id: str
@@ -79,7 +95,7 @@ class TenantLock:
         while self._waiting:
             self._holder = self._waiting.pop(0)
             await self._tell(self._holder.owner, "lock_granted", LockGrant(state.tenant))
-            await workflow.wait_condition(lambda: self._holder is None)
+            await self._until_released(state.tenant)
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(LockState(state.tenant, self._waiting))
@@ -114,6 +130,32 @@ class TenantLock:
             self._holder.owner, self._holder.release_id, [r.owner for r in self._waiting]
         )
 
+    async def _until_released(self, tenant: str) -> None:
+        """Wait for the holder's release; while others wait, check the holder still runs."""
+        while self._holder is not None:
+            await workflow.wait_condition(lambda: self._holder is None or bool(self._waiting))
+            try:
+                await workflow.wait_condition(lambda: self._holder is None, timeout=HOLDER_CHECK)
+            except TimeoutError:
+                holder = self._holder
+                if holder is not None and not await self._running(tenant, holder.owner):
+                    workflow.logger.warning(
+                        "lock of %s: holder %s ended without releasing; passing it on",
+                        tenant,
+                        holder.owner,
+                    )
+                    self._holder = None
+
+    async def _running(self, tenant: str, owner: str) -> bool:
+        return await workflow.execute_activity(
+            "tenant_lock_holder_running",
+            HolderCheck(tenant, owner),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+            summary=f"is {owner} still running?",
+        )
+
     async def _tell(self, owner: str, signal: str, payload: object) -> None:
         try:
             await workflow.get_external_workflow_handle(owner).signal(signal, payload)
@@ -124,10 +166,25 @@ class TenantLock:
 
 
 class TenantLockActivities:
-    """The one activity the lock needs: signal-with-start from outside a workflow."""
+    """What the lock needs a client for: signal-with-start, and asking whether a holder runs."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    def activities(self) -> list:
+        """Register these on the workflows queue, beside the workflows."""
+        return [self.request_tenant_lock, self.tenant_lock_holder_running]
+
+    @activity.defn(name="tenant_lock_holder_running")
+    async def tenant_lock_holder_running(self, check: HolderCheck) -> bool:
+        """False when the holder's workflow has closed (or never existed)."""
+        try:
+            description = await self._client.get_workflow_handle(check.owner).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return description.status == WorkflowExecutionStatus.RUNNING
 
     @activity.defn(name="request_tenant_lock")
     async def request_tenant_lock(self, request: LockRequest) -> None:

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
     from governance.problems import ValidationFailed
     from governance.spec import ReleaseSpec, parse_spec
-    from workflows.approvals import RETROSPECTIVE_WINDOW, ApprovalDesk
+    from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
     from workflows.children import TenantChildren
     from workflows.contracts import (
         Activity,
@@ -387,16 +387,24 @@ class FinanceRelease:
             self._policy, spec.requested_by, spec.sha256, deadline, self._record
         )
         retro = self._retro.state
+        managers = list(self._policy.approvers.get(RETROSPECTIVE_ROLE, ()))
         await self._notify(
-            "approval_requested",
-            "the freeze override needs a retrospective approval",
-            list(self._policy.approvers.get("release_manager", ())),
+            "approval_requested", "the freeze override needs a retrospective approval", managers
         )
         approved = await self._wait(
             lambda: retro.outcome != "pending", deadline, "retrospective approval", abortable=False
         )
         if not approved:
-            self._record("retrospective_overdue", {"deadline": deadline.isoformat()})
+            self._record(
+                "retrospective_overdue",
+                {"deadline": deadline.isoformat(), "missing": retro.missing()},
+            )
+            await self._notify(
+                "retrospective_overdue",
+                f"the freeze override of {spec.release_id} has no retrospective approval from"
+                f" {RETROSPECTIVE_ROLE} by {deadline.isoformat()}",
+                managers,
+            )
 
     async def _seal_and_report(
         self, outcome: str, reason: str, problems: list[str]

@@ -193,7 +193,7 @@ async def worker(client: Client, task_queue: str, doubles: Doubles) -> AsyncIter
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*doubles.activities(), lock.request_tenant_lock],
+        activities=[*doubles.activities(), *lock.activities()],
     ) as running:
         yield running
         for tenant in sorted(set(doubles.tenants_called(Activity.READ_RUNNING_STATE))):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.release_doubles import OLD_IMAGE, Doubles
@@ -92,3 +94,50 @@ async def test_entries_since_backup_are_exported_and_wait_for_a_decision(
     assert doubles.database["t1"] == "restored"
     decision = [e for e in doubles.bundles["t1"]["entries"] if e["kind"] == "decision"][0]
     assert decision["actor"] == "operator@example.com" and decision["data"]["choice"] == "restore"
+
+
+async def test_fix_forward_keeps_the_database_and_puts_the_previous_image_back(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_fails={"t1"}, entries_since={"t1": 3})
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        await wait_for_status(
+            handle, lambda s: s.waves and s.waves[0].tenants[0].state == "awaiting_decision"
+        )
+        await handle.execute_update(
+            FinanceRelease.decide,
+            DecisionRequest("t1", "fix_forward", "operator@example.com", "fix in 043"),
+        )
+        result = await handle.result()
+    assert result.tenants["t1"] == "fix_forward"
+    assert result.outcome == Outcome.ROLLED_BACK
+    assert doubles.count(Activity.RESTORE_DATABASE) == 0
+    assert doubles.database["t1"] == "migrated"  # the posted entries stay
+    assert doubles.images["t1"] == OLD_IMAGE
+    kinds = [e["kind"] for e in doubles.bundles["t1"]["entries"]]
+    assert "database_restored" not in kinds
+    assert kinds.index("image_restored") < kinds.index("decision") < kinds.index("compensated")
+    decision = doubles.bundles["t1"]["entries"][kinds.index("decision")]
+    assert decision["actor"] == "operator@example.com"
+    assert decision["data"] == {"tenant": "t1", "choice": "fix_forward", "reason": "fix in 043"}
+
+
+async def test_decision_for_a_tenant_that_is_not_waiting_is_refused(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_delay=0.5)
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                FinanceRelease.decide, DecisionRequest("t1", "restore", "operator@example.com")
+            )
+        result = await handle.result()
+    assert "not waiting for a decision" in str(refused.value.cause)
+    assert result.outcome == Outcome.COMPLETED
+    assert doubles.count(Activity.RESTORE_DATABASE) == 0

@@ -11,10 +11,12 @@ from tests.workflows.release_harness import (
     make_release,
     save_history,
     start,
+    wait_for_status,
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import Outcome
+from workflows.messages import Outcome, tenant_workflow_id
+from workflows.release import FinanceRelease
 
 
 async def test_two_releases_on_one_tenant_roll_out_one_after_the_other(
@@ -49,3 +51,25 @@ async def test_retried_activity_after_transient_error_does_not_repeat_its_effect
     assert doubles.images == {"t1": IMAGE, "t2": IMAGE}
     migration = [e for e in doubles.bundles["t1"]["entries"] if e["kind"] == "migration"][0]
     assert migration["data"]["applied"] == [] and migration["data"]["skipped"]
+
+
+async def test_release_waiting_for_a_tenant_lock_shows_who_holds_it(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_delay=1.5)  # the first release holds the lock while it smoke-tests
+    first = make_release(task_queue, ["shared-t"])
+    second = make_release(task_queue, ["shared-t"])
+    holder = tenant_workflow_id(first.release_id, "shared-t")
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        first_handle = await start(time_skipping_env.client, first, task_queue)
+        await approve_all(first_handle, first)
+        await wait_for_status(first_handle, lambda s: s.waves[0].tenants[0].state == "deploying")
+        second_handle = await start(time_skipping_env.client, second, task_queue)
+        await approve_all(second_handle, second)
+        waiting = await wait_for_status(second_handle, lambda s: bool(s.waiting_for_locks))
+        results = [await first_handle.result(), await second_handle.result()]
+        after = await second_handle.query(FinanceRelease.status)
+    assert waiting.waiting_for_locks == {"shared-t": holder}
+    assert waiting.waves[0].tenants[0].lock_holder == holder
+    assert [r.outcome for r in results] == [Outcome.COMPLETED, Outcome.COMPLETED]
+    assert after.waiting_for_locks == {}

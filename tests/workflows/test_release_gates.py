@@ -5,9 +5,10 @@ from __future__ import annotations
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.release_doubles import Doubles
-from tests.workflows.release_harness import make_release, run_approved, worker
+from tests.workflows.release_harness import approve_all, make_release, run_approved, start, worker
 from workflows.contracts import Activity
 from workflows.messages import Outcome
+from workflows.release import FinanceRelease
 
 
 async def test_observability_alert_holds_release_before_any_deployment(
@@ -55,3 +56,20 @@ async def test_rehearsal_invariant_failure_fails_release_with_nothing_deployed(
     assert sorted(doubles.tenants_called(Activity.REHEARSE_MIGRATION)) == ["t1", "t2"]
     assert doubles.count(Activity.SET_IMAGE) == 0
     assert doubles.count(Activity.MIGRATE_DATABASE) == 0
+
+
+async def test_failing_notifications_never_fail_the_release(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(notify_fails=True)
+    release = make_release(task_queue, 2)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        result = await handle.result()
+        status = await handle.query(FinanceRelease.status)
+    assert result.outcome == Outcome.COMPLETED
+    assert sorted(doubles.images) == ["t1", "t2"]
+    kinds = [n.kind for n in doubles.notifications]
+    assert kinds[0] == "approval_requested" and kinds[-1] == "outcome"  # every one was tried
+    assert status.last_error.startswith("notification outcome failed")

@@ -8,7 +8,7 @@ advances with workflow time (timers skip as usual). Calendar decisions are taken
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -124,3 +124,49 @@ async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective
     assert _entries(release_chain, "retrospective_approval")[0]["actor"] == "erin@example.com"
     deployed = _at(_entries(doubles.bundles["acme"], "image_set")[0])
     assert deployed < datetime.fromisoformat("2026-11-28T00:00:00+01:00")  # inside the close
+
+
+async def test_emergency_override_without_retrospective_approval_is_recorded_overdue(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    release = make_release(
+        task_queue,
+        {"acme": ("Europe/Berlin", "berlin")},
+        risk="emergency",
+        calendars={"berlin": BERLIN},
+        simulated_start="2026-11-27T10:00:00+01:00",
+    )
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.COMPLETED
+    chain = doubles.bundles[""]
+    overdue = _entries(chain, "retrospective_overdue")
+    assert len(overdue) == 1 and not _entries(chain, "retrospective_approval")
+    requested = _at(_entries(chain, "freeze_override")[0])
+    assert _at(overdue[0]) >= requested + timedelta(hours=24)
+    assert overdue[0]["data"]["missing"] == {"release_manager": 1}
+    told = [n for n in doubles.notifications if n.kind == "retrospective_overdue"]
+    assert told and told[0].needed_from == ["erin@example.com"]
+
+
+async def test_rehearsal_longer_than_any_window_blocks_that_tenant_with_the_reason(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(rehearsal_seconds=11 * 3600)  # the Berlin windows give 10 h at most
+    release = make_release(
+        task_queue,
+        {"acme": ("Europe/Berlin", "berlin"), "beta": ("Europe/Berlin", "anytime")},
+        risk="medium",  # rehearse every tenant
+        calendars={"berlin": BERLIN, "anytime": "timezone: Europe/Berlin\n"},
+        simulated_start="2026-11-14T21:00:00+01:00",  # a Saturday evening, in a window
+    )
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.FAILED
+    assert result.tenants == {"acme": "blocked", "beta": "deployed"}
+    assert doubles.tenants_called(Activity.SET_IMAGE) == ["beta"]
+    assert doubles.count(Activity.MIGRATE_DATABASE, "acme") == 0
+    assert "acme" in result.reason and "11:00:00" in result.reason
+    decisions = [e["data"] for e in _entries(doubles.bundles[""], "calendar")]
+    assert any("acme" in d["blocked"] for d in decisions)
