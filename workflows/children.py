@@ -114,4 +114,8 @@ class TenantChildren:
         return [o for o in self.outcomes.values() if o.state in (*FAILED_STATES, TenantPhase.ERROR)]
 
     def deployed(self) -> list[str]:
-        return [t for t, o in self.outcomes.items() if o.state == TenantPhase.DEPLOYED]
+        return self.in_state(TenantPhase.DEPLOYED)
+
+    def in_state(self, state: str) -> list[str]:
+        """Finished tenants whose outcome is `state`, in finishing order."""
+        return [t for t, o in self.outcomes.items() if o.state == state]

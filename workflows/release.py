@@ -366,7 +366,8 @@ class FinanceRelease:
         await self._wait(children.all_finished, abortable=False)
         deployed = children.deployed()
         failed = [o.tenant for o in children.failures()]
-        blocked = sorted(children.blocked)
+        # not failures (nothing of ours was changed on them), but the release did not reach them
+        left_alone = sorted(children.blocked) + children.in_state(TenantPhase.CHANGED_SINCE_BACKUP)
         if self._abort is not None:
             return Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
         if halted:
@@ -374,8 +375,9 @@ class FinanceRelease:
             return outcome, halted
         if failed:
             return Outcome.PARTIALLY_ROLLED_BACK, f"failed and compensated: {', '.join(failed)}"
-        if blocked:
-            return Outcome.FAILED, "blocked: " + "; ".join(self._tenants[t].detail for t in blocked)
+        if left_alone:
+            details = "; ".join(self._tenants[t].detail for t in left_alone)
+            return Outcome.FAILED, f"not deployed: {details}"
         return Outcome.COMPLETED, f"{len(deployed)} tenant(s) on {spec.image}"
 
     async def _await_retrospective_approval(self) -> None:

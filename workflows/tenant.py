@@ -5,7 +5,10 @@ Runbook (child `release-<release_id>-<tenant>`):
    take the finance snapshot, record the running state, rehearse the migration if asked.
    Tell the release (`tenant_prepared`), then wait for `deploy` or `stand_down`.
 2. Deploy, holding the lock: read the running state -> migrate -> module update -> set
-   image -> wait for the rollout -> smoke checks. `abort` is honoured between steps.
+   image -> wait for the rollout -> smoke checks. `abort` is honoured between steps. If
+   another release changed the tenant between our backup and now (the locks are taken per
+   step, so a release can come between), the backup and rehearsal no longer describe it:
+   the tenant is left alone (`changed_since_backup`) rather than deployed on a stale base.
 3. On failure compensate in reverse order: previous image back, database restored from
    the verified backup when the migration touched it (after counting the journal entries
    written since the backup: if any, export them and wait for the operator's `decide`),
@@ -170,8 +173,18 @@ class TenantRollout:
         self._set(TenantPhase.DEPLOYING)
         try:
             state: RunningState = await self._step(Activity.READ_RUNNING_STATE, task, RunningState)
-            package.state = state
-            image_before = _image(state, tenant)
+            changes = _changes_since(package.state, state, order.release_id)
+            if changes:
+                # another release changed the tenant after our backup: restoring that backup
+                # would undo its work, so this tenant goes no further, untouched
+                self.record("rollback_package_stale", {"tenant": tenant.name, "changes": changes})
+                reason = (
+                    f"{tenant.name} changed since its backup ({'; '.join(changes)}): not deployed"
+                )
+                return TenantPhase.CHANGED_SINCE_BACKUP, reason
+            if not _ours(state, order.release_id):
+                package.state = state  # current replicas; our own earlier change is not "before"
+            image_before = _image(package.state, tenant)
             self.record("running_state", {"tenant": tenant.name, "image": image_before})
             if order.migrations:
                 request = MigrationRequest(order.release_id, tenant, order.migrations)
@@ -393,6 +406,29 @@ class TenantRollout:
 
 
 # --- evidence entries ----------------------------------------------------------------------
+
+
+def _changes_since(before: RunningState | None, now: RunningState, release_id: str) -> list[str]:
+    """Deployments whose images or release changed since `before`, other than by us."""
+    if before is None:
+        return []
+    recorded = {d.name: d for d in before.deployments}
+    changes = []
+    for deployment in now.deployments:
+        was = recorded.get(deployment.name)
+        if was is None or deployment.release_annotation == release_id:
+            continue
+        if (
+            deployment.images != was.images
+            or deployment.release_annotation != was.release_annotation
+        ):
+            by = deployment.release_annotation or "an unknown change"
+            changes.append(f"{deployment.name} now runs {deployment.images} (by {by})")
+    return changes
+
+
+def _ours(state: RunningState, release_id: str) -> bool:
+    return any(d.release_annotation == release_id for d in state.deployments)
 
 
 def _image(state: RunningState | None, tenant: Any) -> str:

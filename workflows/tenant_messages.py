@@ -25,6 +25,7 @@ class TenantPhase:
     ROLLED_BACK = "rolled_back"
     FIX_FORWARD = "fix_forward"  # failed; the operator chose not to restore the database
     COMPENSATION_FAILED = "compensation_failed"
+    CHANGED_SINCE_BACKUP = "changed_since_backup"  # another release came between: left alone
     NOT_DEPLOYED = "not_deployed"
     ERROR = "error"  # the child workflow itself failed
 

@@ -79,6 +79,7 @@ class Doubles:
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
+    releases: dict[str, str] = field(default_factory=dict)  # tenant -> release annotation
     database: dict[str, str] = field(
         default_factory=dict
     )  # tenant -> original | migrated | restored
@@ -264,8 +265,9 @@ class Doubles:
         name = task.tenant.name
         self._log(Activity.READ_RUNNING_STATE, name)
         image = self.images.setdefault(name, OLD_IMAGE)
+        release = self.releases.get(name, "")
         deployments = [
-            DeploymentState(d, role, {task.tenant.container: image}, 1, "1", "")
+            DeploymentState(d, role, {task.tenant.container: image}, 1, "1", release)
             for role, d in task.tenant.deployments.items()
         ]
         return RunningState(name, deployments)
@@ -282,8 +284,11 @@ class Doubles:
         if name in self.active:
             self.overlaps.append(name)
         self.active.add(name)
-        already = self.images.get(name) == change.image
+        already = (
+            self.images.get(name) == change.image and self.releases.get(name) == change.release_id
+        )
         self.images[name] = change.image
+        self.releases[name] = change.release_id
         self._transient(Activity.SET_IMAGE, name)
         deployments = list(change.tenant.deployments.values())
         return ImageChangeResult(
@@ -300,6 +305,7 @@ class Doubles:
         name = restore.tenant.name
         self._log(Activity.RESTORE_RUNNING_STATE, name)
         self.images[name] = restore.state.image_of(restore.tenant.container)
+        self.releases[name] = restore.state.deployments[0].release_annotation
         self.active.discard(name)
         return RolloutStatus(name, list(restore.tenant.deployments.values()))
 

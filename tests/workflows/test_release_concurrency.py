@@ -19,22 +19,6 @@ from workflows.messages import Outcome, tenant_workflow_id
 from workflows.release import FinanceRelease
 
 
-async def test_two_releases_on_one_tenant_roll_out_one_after_the_other(
-    time_skipping_env: WorkflowEnvironment, task_queue: str
-) -> None:
-    doubles = Doubles(smoke_delay=0.3)
-    first = make_release(task_queue, ["shared-t"])
-    second = make_release(task_queue, ["shared-t"])
-    async with worker(time_skipping_env.client, task_queue, doubles):
-        handles = [await start(time_skipping_env.client, r, task_queue) for r in (first, second)]
-        for handle, release in zip(handles, (first, second), strict=True):
-            await approve_all(handle, release)  # approve both before any result is awaited
-        results = [await handle.result() for handle in handles]
-    assert [r.outcome for r in results] == [Outcome.COMPLETED, Outcome.COMPLETED]
-    assert doubles.count(Activity.SET_IMAGE, "shared-t") == 2
-    assert doubles.overlaps == []  # never two image changes in flight on the tenant
-
-
 async def test_retried_activity_after_transient_error_does_not_repeat_its_effect(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
@@ -53,7 +37,7 @@ async def test_retried_activity_after_transient_error_does_not_repeat_its_effect
     assert migration["data"]["applied"] == [] and migration["data"]["skipped"]
 
 
-async def test_release_waiting_for_a_tenant_lock_shows_who_holds_it(
+async def test_two_releases_on_one_tenant_roll_out_one_after_the_other(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     doubles = Doubles(smoke_delay=1.5)  # the first release holds the lock while it smoke-tests
@@ -69,7 +53,46 @@ async def test_release_waiting_for_a_tenant_lock_shows_who_holds_it(
         waiting = await wait_for_status(second_handle, lambda s: bool(s.waiting_for_locks))
         results = [await first_handle.result(), await second_handle.result()]
         after = await second_handle.query(FinanceRelease.status)
-    assert waiting.waiting_for_locks == {"shared-t": holder}
+    assert waiting.waiting_for_locks == {"shared-t": holder}  # status says who holds it
     assert waiting.waves[0].tenants[0].lock_holder == holder
     assert [r.outcome for r in results] == [Outcome.COMPLETED, Outcome.COMPLETED]
     assert after.waiting_for_locks == {}
+    assert doubles.overlaps == []  # never two image changes in flight on the tenant
+    calls = [name for name, _ in doubles.calls]
+    first_smoke = calls.index(Activity.RUN_SMOKE_CHECKS)
+    second_backup = [i for i, n in enumerate(calls) if n == Activity.BACKUP_DATABASE][1]
+    assert first_smoke < second_backup  # the second backed up what the first had left
+    assert doubles.count(Activity.SET_IMAGE, "shared-t") == 2
+    assert doubles.releases["shared-t"] == second.release_id
+
+
+async def test_tenant_changed_by_another_release_since_its_backup_is_left_alone(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """`held`'s backup and rehearsal predate `other`'s deployment: deploying on them (and
+    restoring that backup on failure) would undo `other`'s work, so `held` leaves the tenant
+    alone and says why, instead of guessing."""
+    doubles = Doubles(unhealthy_checks=1)  # holds `held` at its gate, backed up, for 5 minutes
+    held = make_release(task_queue, ["shared-t"])
+    other = make_release(task_queue, ["shared-t"])
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        held_handle = await start(time_skipping_env.client, held, task_queue)
+        await approve_all(held_handle, held)
+        await wait_for_status(held_handle, lambda s: "odoo-5xx" in s.last_error)
+        other_handle = await start(time_skipping_env.client, other, task_queue)
+        await approve_all(other_handle, other)
+        # in real time (no timer to skip): `other` deploys while `held` sits at its gate
+        await wait_for_status(other_handle, lambda s: bool(s.outcome))
+        result = await held_handle.result()
+    assert result.tenants == {"shared-t": "changed_since_backup"}
+    assert result.outcome == Outcome.FAILED
+    assert "shared-t changed since its backup" in result.reason
+    assert other.release_id in result.reason
+    assert doubles.count(Activity.SET_IMAGE, "shared-t") == 1  # only `other` deployed
+    assert doubles.count(Activity.MIGRATE_DATABASE, "shared-t") == 1
+    assert doubles.count(Activity.RESTORE_DATABASE) == 0
+    assert doubles.releases["shared-t"] == other.release_id
+    stale = [
+        e for e in doubles.bundles["shared-t"]["entries"] if e["kind"] == "rollback_package_stale"
+    ]
+    assert other.release_id in stale[0]["data"]["changes"][0]
