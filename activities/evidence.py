@@ -27,17 +27,21 @@ from temporalio.exceptions import ApplicationError
 
 from activities.azure_storage import BACKUP_CONTAINER, EVIDENCE_CONTAINER
 from governance.evidence import canonical_json, find_break, sha256_hex
-from workflows.contracts import Activity, ErrorType, EvidencePublication, PublishedEvidence
+from workflows.contracts import (
+    TENANT_BUNDLES,
+    Activity,
+    ErrorType,
+    EvidencePublication,
+    PublishedEvidence,
+    evidence_blob_name,
+)
 
 log = structlog.get_logger(__name__)
 
-TENANT_BUNDLE = "tenant_bundle"  # entry kind linking a tenant bundle: {tenant, blob_name, head}
+# One tenant bundle linked per entry: {tenant, blob_name, head} (bundles sealed before
+# `TENANT_BUNDLES`, which links a few hundred per entry, kept the release bundle small).
+TENANT_BUNDLE = "tenant_bundle"
 BACKUP = "backup"  # entry kind naming a backup blob: {blob_name, sha256, [container], ...}
-
-
-def evidence_blob_name(release_id: str, tenant: str = "") -> str:
-    """`<release_id>.json`, or `<release_id>/<tenant>.json` for a tenant bundle."""
-    return f"{release_id}/{tenant}.json" if tenant else f"{release_id}.json"
 
 
 class EvidenceActivities:
@@ -131,8 +135,8 @@ async def verify_published_evidence(
     if bundle is None:
         return report
     bundles = [bundle]
-    for entry in _entries_of(bundle, TENANT_BUNDLE):
-        linked = await _follow_tenant_link(service, container, release_id, entry, report)
+    for where, link in _tenant_links(bundle):
+        linked = await _follow_tenant_link(service, container, release_id, where, link, report)
         if linked is not None:
             bundles.append(linked)
     seen: set[tuple[str, str]] = set()
@@ -178,16 +182,34 @@ def _entries_of(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict) and e.get("kind") == kind]
 
 
+def _tenant_links(bundle: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where it is recorded, {tenant, blob_name, head}) for every tenant bundle linked."""
+    links = []
+    for entry in _entries_of(bundle, TENANT_BUNDLE):
+        links.append((f"entry {entry.get('seq')}", entry.get("data") or {}))
+    for entry in _entries_of(bundle, TENANT_BUNDLES):
+        data = entry.get("data") or {}
+        location = str(data.get("location", ""))
+        for item in data.get("bundles") or []:
+            tenant = str(item.get("tenant", ""))
+            blob_name = item.get("blob_name") or location.replace("{tenant}", tenant)
+            links.append((f"entry {entry.get('seq')}", {**item, "blob_name": blob_name}))
+    return links
+
+
 async def _follow_tenant_link(
     service: BlobServiceClient,
     container: str,
     release_id: str,
-    entry: dict[str, Any],
+    where: str,
+    link: dict[str, Any],
     report: EvidenceReport,
 ) -> dict[str, Any] | None:
-    data = entry.get("data") or {}
-    tenant, blob_name, head = data.get("tenant", ""), data.get("blob_name", ""), data.get("head")
-    where = f"entry {entry.get('seq')} (tenant bundle of {tenant!r})"
+    tenant, blob_name, head = link.get("tenant", ""), link.get("blob_name", ""), link.get("head")
+    where = f"{where} (tenant bundle of {tenant!r})"
+    if not head:
+        report.problems.append(f"{where}: no bundle was sealed ({link.get('state', '?')})")
+        return None
     expected = evidence_blob_name(release_id, tenant)
     if blob_name != expected:
         report.problems.append(f"{where}: links {blob_name!r}, expected {expected!r}")

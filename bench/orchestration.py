@@ -109,7 +109,7 @@ async def _serve(
     from temporalio.worker import Worker
 
     from tests.workflows.release_doubles import Doubles
-    from workflows import WORKFLOWS, TenantLockActivities
+    from workflows.registry import WORKFLOWS, TenantLockActivities
 
     client = await Client.connect(address)
     doubles = Doubles(rehearsal_seconds=0.0)

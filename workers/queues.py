@@ -22,7 +22,6 @@ from temporalio.worker import Worker
 
 from workers.context import ContextInterceptor
 from workers.runtime import queue_name
-from workflows import WORKFLOWS, TenantLockActivities
 from workflows.contracts import (
     AZURE_QUEUE,
     DB_QUEUE,
@@ -36,6 +35,7 @@ from workflows.contracts import (
     WorkItemReport,
     WorkItemReportResult,
 )
+from workflows.registry import WORKFLOWS, TenantLockActivities
 
 QUEUES = ("workflows", "db", "k8s", "azure", "smoke")
 DSN_VARIABLE = re.compile(r"^FINRELEASE_PG_[A-Z0-9_]+_DSN$")

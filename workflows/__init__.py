@@ -1,13 +1,6 @@
-"""The release saga's workflows: register `WORKFLOWS` on the `finrelease-workflows` worker.
+"""The release saga's workflows. `workflows.registry` lists what the workflows worker registers.
 
-That worker also registers `TenantLockActivities(client).request_tenant_lock` (the lock's
-signal-with-start needs a client; see workflows/lock.py).
+This package module imports nothing on purpose: the workflow sandbox re-imports a workflow's
+package for every run, and a package that imported all three workflows made every run of
+the smallest one (a tenant lock) load and compile the whole saga.
 """
-
-from workflows.lock import TenantLock, TenantLockActivities
-from workflows.release import FinanceRelease
-from workflows.tenant import TenantRollout
-
-WORKFLOWS = [FinanceRelease, TenantRollout, TenantLock]
-
-__all__ = ["WORKFLOWS", "FinanceRelease", "TenantLock", "TenantLockActivities", "TenantRollout"]

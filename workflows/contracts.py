@@ -209,6 +209,18 @@ class NotificationResult:
     failed: int
 
 
+def evidence_blob_name(release_id: str, tenant: str = "") -> str:
+    """Where a bundle lives in the evidence container: `<release_id>.json` for the release,
+    `<release_id>/<tenant>.json` for a tenant's."""
+    return f"{release_id}/{tenant}.json" if tenant else f"{release_id}.json"
+
+
+# The release bundle links its tenants' bundles in entries of this kind, a few hundred per
+# entry: {"location": "<release_id>/{tenant}.json", "bundles": [{tenant, head, state}, ...]}
+# (an item carries its own "blob_name" only where it is not at `location`).
+TENANT_BUNDLES = "tenant_bundles"
+
+
 @dataclass
 class EvidencePublication:
     release_id: str

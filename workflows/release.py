@@ -9,6 +9,7 @@ tenant seals its own chain, and the release records where it is and its head has
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
     from workflows.children import TenantChildren
     from workflows.contracts import (
+        TENANT_BUNDLES,
         Activity,
         ErrorType,
         EvidencePublication,
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         WorkItemInfo,
         WorkItemReport,
         WorkItemReportResult,
+        evidence_blob_name,
     )
     from workflows.failures import cause
     from workflows.messages import (
@@ -72,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.windows import check_windows
 
 OBSERVABILITY_RECHECK = timedelta(minutes=5)
+TENANT_LINKS_PER_ENTRY = 200
 
 
 class ReleaseEnded(Exception):
@@ -102,6 +106,7 @@ class FinanceRelease:
         self._tenants: dict[str, TenantState] = {}
         self._wave_state: dict[str, str] = {}
         self._children = TenantChildren(self._tenant_finished)
+        self._unlinked: list[TenantOutcome] = []  # finished, bundle not yet linked in evidence
         self._offset = (
             datetime.fromisoformat(request.simulated_start) - workflow.now()
             if request.simulated_start
@@ -303,6 +308,7 @@ class FinanceRelease:
                     await self._wait(lambda i=index: self._promotions >= i, None, f"promote {wave}")
                     self._record("promoted", {"wave": wave})
             halted = await self._run_wave(wave, names)
+            self._link_tenant_bundles()
             await self._notify("wave_done", f"wave {wave}: {self._wave_state[wave]}")
             if halted:
                 break
@@ -414,13 +420,11 @@ class FinanceRelease:
         self._set_phase(Phase.REPORTING)
         self._outcome = outcome
         self._closed = True
+        self._link_tenant_bundles()
+        # counts only: each tenant's own state is in its link, and its bundle
+        states = Counter(s.state for s in self._tenants.values())
         self._record(
-            "outcome",
-            {
-                "outcome": outcome,
-                "reason": reason,
-                "tenants": {t: s.state for t, s in self._tenants.items()},
-            },
+            "outcome", {"outcome": outcome, "reason": reason, "tenant_states": dict(states)}
         )
         publication = EvidencePublication(self._request.release_id, self._chain.bundle(), outcome)
         published: PublishedEvidence = await self._call(
@@ -479,15 +483,26 @@ class FinanceRelease:
     def _tenant_finished(self, outcome: TenantOutcome) -> None:
         if outcome.tenant not in self._children.blocked:
             self._set_tenant(outcome.tenant, outcome.state, outcome.reason)
-        self._record(
-            "tenant_bundle",
-            {
-                "tenant": outcome.tenant,
-                "blob_name": outcome.evidence_blob,
-                "head": outcome.evidence_head,
-                "state": outcome.state,
-            },
-        )
+        self._unlinked.append(outcome)
+
+    def _link_tenant_bundles(self) -> None:
+        """Record where the finished tenants' bundles are and their heads, in few entries:
+        one entry per tenant would make a 1,000-tenant release bundle a 470 KB payload."""
+        release_id = self._request.release_id
+        pending, self._unlinked = self._unlinked, []
+        for first in range(0, len(pending), TENANT_LINKS_PER_ENTRY):
+            links = []
+            for outcome in pending[first : first + TENANT_LINKS_PER_ENTRY]:
+                link = {
+                    "tenant": outcome.tenant,
+                    "head": outcome.evidence_head,
+                    "state": outcome.state,
+                }
+                if outcome.evidence_blob != evidence_blob_name(release_id, outcome.tenant):
+                    link["blob_name"] = outcome.evidence_blob
+                links.append(link)
+            location = evidence_blob_name(release_id, "{tenant}")
+            self._record(TENANT_BUNDLES, {"location": location, "bundles": links})
 
     def _stand_down_rest(self, reason: str) -> None:
         """Tell every tenant not sent to deploy that it will not be: it seals and finishes."""

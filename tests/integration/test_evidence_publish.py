@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.azure_storage import blob_service_from_connection_string
 from activities.evidence import EvidenceActivities, evidence_blob_name, verify_published_evidence
 from governance.evidence import EvidenceChain, canonical_json
-from workflows.contracts import ErrorType, EvidencePublication
+from workflows.contracts import TENANT_BUNDLES, ErrorType, EvidencePublication
 
 AT = "2026-11-21T20:00:00+00:00"
 
@@ -73,6 +73,7 @@ async def test_republish_with_different_content_is_refused(service, blob_contain
 async def _publish_release_with_backups(service, container: str) -> dict[str, bytes]:
     """Two tenants, each with a backup blob and its own bundle, linked from the release bundle."""
     backups = {}
+    links: list[dict[str, str]] = []
     release = EvidenceChain("FIN-1")
     release.append("spec", "alice@example.com", {"tenants": ["acme", "globex"]}, AT)
     for tenant in ("acme", "globex"):
@@ -96,12 +97,10 @@ async def _publish_release_with_backups(service, container: str) -> dict[str, by
         )
         published = await _publish(service, container, tenant_chain.bundle(), tenant=tenant)
         assert published.blob_name == evidence_blob_name("FIN-1", tenant) == f"FIN-1/{tenant}.json"
-        release.append(
-            "tenant_bundle",
-            "finrelease",
-            {"tenant": tenant, "blob_name": published.blob_name, "head": published.head},
-            AT,
-        )
+        links.append({"tenant": tenant, "head": published.head, "state": "deployed"})
+    release.append(
+        TENANT_BUNDLES, "finrelease", {"location": "FIN-1/{tenant}.json", "bundles": links}, AT
+    )
     release.append("outcome", "finrelease", {"outcome": "Completed"}, AT)
     await _publish(service, container, release.bundle())
     return backups
@@ -155,3 +154,17 @@ async def test_verify_reports_a_tenant_bundle_whose_head_does_not_match_its_link
 async def test_verify_of_an_unknown_release_says_not_found(service, blob_container):
     report = await verify_published_evidence(service, "FIN-404", container=blob_container.name)
     assert report.problems == [f"{blob_container.name}/FIN-404.json: not found"]
+
+
+async def test_verify_reports_a_linked_tenant_that_sealed_no_bundle(service, blob_container):
+    container = blob_container.name
+    release = EvidenceChain("FIN-1")
+    links = [{"tenant": "acme", "head": "", "state": "error"}]
+    release.append(
+        TENANT_BUNDLES, "finrelease", {"location": "FIN-1/{tenant}.json", "bundles": links}, AT
+    )
+    await _publish(service, container, release.bundle())
+    report = await verify_published_evidence(
+        service, "FIN-1", container=container, backup_container=container
+    )
+    assert report.problems == ["entry 0 (tenant bundle of 'acme'): no bundle was sealed (error)"]

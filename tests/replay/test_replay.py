@@ -24,7 +24,7 @@ def test_four_representative_histories_are_recorded() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
 async def test_recorded_history_replays_deterministically(path: Path) -> None:
-    from workflows import WORKFLOWS  # after conftest put the project package first
+    from workflows.registry import WORKFLOWS  # after conftest put the project package first
 
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
     result = await Replayer(workflows=WORKFLOWS).replay_workflow(

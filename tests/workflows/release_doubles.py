@@ -51,6 +51,7 @@ from workflows.contracts import (
     WorkItemInfo,
     WorkItemReport,
     WorkItemReportResult,
+    evidence_blob_name,
 )
 
 OLD_IMAGE = "acr.example.io/odoo@sha256:" + "0" * 64
@@ -177,9 +178,9 @@ class Doubles:
     async def publish_evidence(self, publication: EvidencePublication) -> PublishedEvidence:
         self._log(Activity.PUBLISH_EVIDENCE, publication.tenant)
         self.bundles[publication.tenant] = publication.bundle
-        suffix = f"/{publication.tenant}" if publication.tenant else ""
-        name = f"evidence/{publication.release_id}{suffix}.json"
-        return PublishedEvidence(f"https://blob/{name}", name, "e" * 64, publication.bundle["head"])
+        name = evidence_blob_name(publication.release_id, publication.tenant)
+        url = f"https://blob/evidence/{name}"
+        return PublishedEvidence(url, name, "e" * 64, publication.bundle["head"])
 
     @activity.defn(name=Activity.REPORT_TO_WORK_ITEM)
     async def report_to_work_item(self, report: WorkItemReport) -> WorkItemReportResult:

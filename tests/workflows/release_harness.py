@@ -21,7 +21,6 @@ from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.spec import parse_spec
 from tests.workflows.release_doubles import Doubles
-from workflows import WORKFLOWS
 from workflows.contracts import Activity, MigrationScript
 from workflows.lock import TenantLockActivities, lock_workflow_id
 from workflows.messages import (
@@ -34,6 +33,7 @@ from workflows.messages import (
     release_workflow_id,
 )
 from workflows.policies import DEFAULT_QUEUES
+from workflows.registry import WORKFLOWS
 from workflows.release import FinanceRelease
 
 IMAGE = "acr.example.io/odoo@sha256:" + "a" * 64
