@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from workers.context import ContextInterceptor
+from workers.keepalive import HEARTBEAT_FLUSH, KeepAliveInterceptor
 from workers.runtime import queue_name
 from workflows.contracts import (
     AZURE_QUEUE,
@@ -127,7 +128,9 @@ def _activity_worker(
         max_concurrent_activities=limit,
         # every activity today is async; the pool only serves a sync one added later
         activity_executor=ThreadPoolExecutor(max_workers=limit),
-        interceptors=_worker_interceptors(client),
+        # a long step that reports no progress still heartbeats: see workers/keepalive.py
+        interceptors=[*_worker_interceptors(client), KeepAliveInterceptor()],
+        max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
         graceful_shutdown_timeout=grace,
     )
 

@@ -37,6 +37,10 @@ class ActivityPolicy:
 
 _MINUTE = timedelta(minutes=1)
 _SHORT = ActivityPolicy(start_to_close=_MINUTE, max_attempts=10)
+# db and k8s steps: the worker keeps heartbeating while a step runs, even one that reports no
+# progress (workers/keepalive.py), so a missed heartbeat means the worker is gone and the
+# attempt is retried elsewhere after 30 s instead of minutes.
+_ALIVE = timedelta(seconds=30)
 
 POLICIES: dict[str, ActivityPolicy] = {
     Activity.VALIDATE_WORK_ITEM: ActivityPolicy(_MINUTE, max_attempts=10),
@@ -50,35 +54,23 @@ POLICIES: dict[str, ActivityPolicy] = {
     ),
     Activity.PUBLISH_EVIDENCE: ActivityPolicy(5 * _MINUTE, max_attempts=20),
     Activity.REPORT_TO_WORK_ITEM: ActivityPolicy(_MINUTE, max_attempts=10),
-    Activity.BACKUP_DATABASE: ActivityPolicy(
-        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5
-    ),
-    Activity.VERIFY_BACKUP: ActivityPolicy(
-        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=3
-    ),
-    Activity.FINANCE_SNAPSHOT: ActivityPolicy(15 * _MINUTE, heartbeat=2 * _MINUTE, max_attempts=5),
+    Activity.BACKUP_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=5),
+    Activity.VERIFY_BACKUP: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=3),
+    Activity.FINANCE_SNAPSHOT: ActivityPolicy(15 * _MINUTE, heartbeat=_ALIVE, max_attempts=5),
     Activity.REHEARSE_MIGRATION: ActivityPolicy(
-        timedelta(hours=3), heartbeat=2 * _MINUTE, max_attempts=3
+        timedelta(hours=3), heartbeat=_ALIVE, max_attempts=3
     ),
-    Activity.MIGRATE_DATABASE: ActivityPolicy(
-        timedelta(hours=1), heartbeat=_MINUTE, max_attempts=5
-    ),
-    Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(
-        30 * _MINUTE, heartbeat=2 * _MINUTE, max_attempts=5
-    ),
-    Activity.RESTORE_DATABASE: ActivityPolicy(
-        timedelta(hours=2), heartbeat=2 * _MINUTE, max_attempts=5
-    ),
+    Activity.MIGRATE_DATABASE: ActivityPolicy(timedelta(hours=1), heartbeat=_ALIVE, max_attempts=5),
+    Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(30 * _MINUTE, heartbeat=_ALIVE, max_attempts=5),
+    Activity.RESTORE_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=5),
     Activity.READ_RUNNING_STATE: _SHORT,
     Activity.SET_MAINTENANCE: _SHORT,
     Activity.RUN_MODULE_UPDATE: ActivityPolicy(
-        timedelta(hours=1), heartbeat=_MINUTE, max_attempts=3
+        timedelta(hours=1), heartbeat=_ALIVE, max_attempts=3
     ),
-    Activity.SET_IMAGE: _SHORT,
-    Activity.WAIT_FOR_ROLLOUT: ActivityPolicy(30 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
-    Activity.RESTORE_RUNNING_STATE: ActivityPolicy(
-        10 * _MINUTE, heartbeat=_MINUTE, max_attempts=10
-    ),
+    Activity.SET_IMAGE: ActivityPolicy(_MINUTE, heartbeat=_ALIVE, max_attempts=10),
+    Activity.WAIT_FOR_ROLLOUT: ActivityPolicy(30 * _MINUTE, heartbeat=_ALIVE, max_attempts=3),
+    Activity.RESTORE_RUNNING_STATE: ActivityPolicy(10 * _MINUTE, heartbeat=_ALIVE, max_attempts=10),
     Activity.RUN_SMOKE_CHECKS: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
     REQUEST_TENANT_LOCK: _SHORT,
 }

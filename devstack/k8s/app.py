@@ -9,19 +9,22 @@ from typing import Any
 from aiohttp import web
 
 from devstack.k8s.controller import RolloutController, RolloutMode
+from devstack.k8s.holds import AnswerHolds
 from devstack.k8s.patches import PatchError
 from devstack.k8s.selectors import SelectorError, parse_label_selector
 from devstack.k8s.store import NAMESPACES, PODS, ApiError, ObjectStore, Resource, find_resource
 
 STORE = web.AppKey("store", ObjectStore)
 CONTROLLER = web.AppKey("controller", RolloutController)
+HOLDS = web.AppKey("holds", AnswerHolds)
 
 
 def build_app(store: ObjectStore, controller: RolloutController) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    app[STORE], app[CONTROLLER] = store, controller
+    app[STORE], app[CONTROLLER], app[HOLDS] = store, controller, AnswerHolds()
     app.router.add_get("/version", _version)
     app.router.add_route("*", "/_double/modes", _modes)
+    app.router.add_route("*", "/_double/holds", _holds)
     app.router.add_post("/_double/seed", _seed)
     app.router.add_route("*", "/{path:(api|apis)/.*}", _api)
     return app
@@ -63,6 +66,26 @@ async def _modes(request: web.Request) -> web.Response:
         for (kind, namespace, name), mode in controller.modes.items()
     ]
     return _json({"modes": modes})
+
+
+async def _holds(request: web.Request) -> web.Response:
+    """POST `{resource, namespace, name, verb}` arms a hold (see `devstack.k8s.holds`);
+    DELETE releases every held answer; GET lists the holds."""
+    holds = request.app[HOLDS]
+    if request.method == "POST":
+        body = await request.json()
+        try:
+            holds.arm(
+                body.get("resource", "deployments"),
+                body.get("namespace", ""),
+                body.get("name", ""),
+                body.get("verb", "PATCH"),
+            )
+        except ValueError as error:
+            return _json({"error": f"invalid hold request: {error}"}, status=400)
+    elif request.method == "DELETE":
+        return _json({"released": holds.release_all()})
+    return _json({"holds": [hold.to_json() for hold in holds.holds]})
 
 
 async def _seed(request: web.Request) -> web.Response:
@@ -171,6 +194,9 @@ async def _object(
             "the server does not allow this method on the requested resource",
         )
     controller.reconcile()
+    hold = request.app[HOLDS].take(resource.plural, namespace, name, request.method)
+    if hold is not None:  # applied; the client hears back only when the test says so
+        await hold.released.wait()
     return _json(result)
 
 

@@ -306,6 +306,42 @@ async def test_modes_can_be_set_through_the_admin_endpoint(k8s, api):
     assert refused.status_code == 400
 
 
+async def test_held_patch_is_applied_but_answered_only_when_released(api):
+    armed = await api.post("/_double/holds", json={"namespace": NS, "name": "odoo-web"})
+    assert armed.status_code == 200
+    generation = (await api.get(WEB)).json()["metadata"]["generation"]
+    patch = {"spec": {"replicas": 3}}
+    answer = asyncio.ensure_future(api.patch(WEB, json=patch, headers=SMP))
+    for _ in range(200):
+        holds = (await api.get("/_double/holds")).json()["holds"]
+        if holds and holds[0]["waiting"]:
+            break
+        await asyncio.sleep(0.05)
+    assert holds == [
+        {
+            "resource": "deployments",
+            "namespace": NS,
+            "name": "odoo-web",
+            "verb": "PATCH",
+            "waiting": True,
+        }
+    ]
+    assert not answer.done()
+    applied = (await api.get(WEB)).json()  # the change is there before its answer
+    assert applied["spec"]["replicas"] == 3
+    assert applied["metadata"]["generation"] == generation + 1
+
+    released = await api.delete("/_double/holds")
+
+    assert released.json() == {"released": 1}
+    assert (await answer).status_code == 200
+    again = await api.patch(WEB, json={"spec": {"replicas": 4}}, headers=SMP)  # used up
+    assert again.status_code == 200
+    assert (await api.get("/_double/holds")).json() == {"holds": []}
+    bad = await api.post("/_double/holds", json={"namespace": NS, "name": "x", "verb": "GET"})
+    assert bad.status_code == 400
+
+
 async def test_official_client_works_through_a_written_kubeconfig(k8s, tmp_path):
     kubeconfig = k8s.write_kubeconfig(tmp_path / "kubeconfig")
     api_client = config.new_client_from_config(config_file=str(kubeconfig))
