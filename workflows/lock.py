@@ -147,7 +147,7 @@ class TenantLock:
                     self._holder = None
 
     async def _running(self, tenant: str, owner: str) -> bool:
-        return await workflow.execute_activity(
+        return await workflow.execute_local_activity(
             "tenant_lock_holder_running",
             HolderCheck(tenant, owner),
             result_type=bool,

@@ -19,6 +19,7 @@ Runbook (child `release-<release_id>-<tenant>`):
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import cause
     from workflows.lock import LockGrant, LockQueued, LockRelease, LockRequest, lock_workflow_id
     from workflows.messages import DECISIONS
-    from workflows.policies import REQUEST_TENANT_LOCK, run_activity
+    from workflows.policies import REQUEST_TENANT_LOCK, run_activity, run_local_activity
     from workflows.tenant_messages import (
         DeployOrder,
         Finish,
@@ -121,9 +122,12 @@ class TenantRollout:
         task = TenantTask(order.release_id, tenant)
         await self._lock()
         try:
-            backup: DatabaseBackup = await self.call(Activity.BACKUP_DATABASE, task, DatabaseBackup)
-            files: FilestoreBackup = await self.call(
-                Activity.BACKUP_FILESTORE, task, FilestoreBackup
+            # database and filestore live on different systems: back them up side by side
+            backup: DatabaseBackup
+            files: FilestoreBackup
+            backup, files = await asyncio.gather(
+                self.call(Activity.BACKUP_DATABASE, task, DatabaseBackup),
+                self.call(Activity.BACKUP_FILESTORE, task, FilestoreBackup),
             )
             check: BackupVerification = await self.call(
                 Activity.VERIFY_BACKUP,
@@ -138,12 +142,14 @@ class TenantRollout:
                 await self._tell_parent(
                     "tenant_report", TenantReport(tenant.name, TenantPhase.BACKED_UP)
                 )
-            snapshot: FinanceSnapshot = await self.call(
-                Activity.FINANCE_SNAPSHOT, task, FinanceSnapshot
+            snapshot: FinanceSnapshot
+            state: RunningState
+            snapshot, state = await asyncio.gather(
+                self.call(Activity.FINANCE_SNAPSHOT, task, FinanceSnapshot),
+                self.call(Activity.READ_RUNNING_STATE, task, RunningState),
             )
             self._package.snapshot = snapshot
             self.record("finance_snapshot", _snapshot_entry(snapshot))
-            state: RunningState = await self.call(Activity.READ_RUNNING_STATE, task, RunningState)
             self._package.state = state
             self.record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
             seconds = 0.0
@@ -384,7 +390,8 @@ class TenantRollout:
             self._order.tenant.name, info.workflow_id, self._order.release_id, info.task_queue
         )
         self._granted = False
-        await self.call(REQUEST_TENANT_LOCK, request, None)
+        # local: it only signals-with-start the lock workflow from this very worker
+        await run_local_activity(REQUEST_TENANT_LOCK, request, f"lock {request.tenant}")
         await workflow.wait_condition(lambda: self._granted)
         if self._lock_holder:  # the release shows us waiting: tell it we go on
             self._lock_holder = ""
