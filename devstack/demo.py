@@ -117,19 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {worker.name:<18} pid {worker.pid()}  log {worker.log_file}")
     try:
         say(f"Starting release {release_id} (risk medium: platform + finance approvals)")
-        cli(
-            [
-                "start",
-                str(files.spec),
-                "--inventory",
-                str(files.inventory),
-                "--policy",
-                str(files.policy),
-                "--calendars",
-                str(files.calendars),
-            ],
-            env,
-        )
+        cli(files.start_arguments(), env)
 
         say("The requester tries to approve their own release: refused (segregation of duties)")
         cli(

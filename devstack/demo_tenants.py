@@ -37,6 +37,19 @@ class DemoFiles:
     policy: Path
     calendars: Path
 
+    def start_arguments(self) -> list[str]:
+        """`finrelease start` with these files."""
+        return [
+            "start",
+            str(self.spec),
+            "--inventory",
+            str(self.inventory),
+            "--policy",
+            str(self.policy),
+            "--calendars",
+            str(self.calendars),
+        ]
+
 
 def write_demo_files(
     directory: Path,

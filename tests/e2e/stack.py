@@ -88,16 +88,7 @@ class Stack:
     def start(self, files: DemoFiles) -> None:
         """Fresh tenants (databases, filestores, deployments), then `finrelease start`."""
         prepare_tenants(files, self.env, self.k8s_url, entries=500)
-        started = self.cli(
-            "start",
-            str(files.spec),
-            "--inventory",
-            str(files.inventory),
-            "--policy",
-            str(files.policy),
-            "--calendars",
-            str(files.calendars),
-        )
+        started = self.cli(*files.start_arguments())
         assert started.returncode == 0, started.stdout + started.stderr
 
     def approve(self, release_id: str) -> None:

@@ -17,6 +17,7 @@ from tests.workflows.release_doubles import Doubles
 from tests.workflows.release_harness import (
     APPROVERS,
     BERLIN,
+    Release,
     approve_all,
     make_release,
     run_approved,
@@ -96,17 +97,22 @@ async def _wait_for(handle: WorkflowHandle, predicate, attempts: int = 300) -> R
     raise AssertionError(f"status never matched; last: {status}")
 
 
-async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective_approval(
-    time_skipping_env: WorkflowEnvironment, task_queue: str
-) -> None:
-    doubles = Doubles()
-    release = make_release(
+def _emergency_in_month_end_close(task_queue: str) -> Release:
+    """An emergency release started on 2026-11-27 in Berlin, inside the November close."""
+    return make_release(
         task_queue,
         {"acme": ("Europe/Berlin", "berlin")},
         risk="emergency",
         calendars={"berlin": BERLIN},
         simulated_start="2026-11-27T10:00:00+01:00",
     )
+
+
+async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective_approval(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    release = _emergency_in_month_end_close(task_queue)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
@@ -130,13 +136,7 @@ async def test_emergency_override_without_retrospective_approval_is_recorded_ove
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     doubles = Doubles()
-    release = make_release(
-        task_queue,
-        {"acme": ("Europe/Berlin", "berlin")},
-        risk="emergency",
-        calendars={"berlin": BERLIN},
-        simulated_start="2026-11-27T10:00:00+01:00",
-    )
+    release = _emergency_in_month_end_close(task_queue)
     async with worker(time_skipping_env.client, task_queue, doubles):
         result = await run_approved(time_skipping_env.client, release, task_queue)
     assert result.outcome == Outcome.COMPLETED

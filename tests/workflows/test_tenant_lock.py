@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -71,18 +73,23 @@ class Claimant:
         self.queued_behind = queued.holder
 
 
+@asynccontextmanager
+async def _lock_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    """TenantLock, its activities and the claimant workflows of these tests on one queue."""
+    lock = TenantLockActivities(client)
+    workflows = [TenantLock, Claimant, Holding]
+    async with Worker(
+        client, task_queue=task_queue, workflows=workflows, activities=lock.activities()
+    ) as running:
+        yield running
+
+
 async def test_lock_passes_on_when_its_holder_ended_without_releasing(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     client = time_skipping_env.client
     tenant = f"lock-{uuid.uuid4().hex[:8]}"
-    lock = TenantLockActivities(client)
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[TenantLock, Claimant, Holding],
-        activities=lock.activities(),
-    ):
+    async with _lock_worker(client, task_queue):
         dead = await client.start_workflow(
             Claimant.run, Claim(tenant, release=False), id=f"dead-{tenant}", task_queue=task_queue
         )
@@ -107,13 +114,7 @@ async def test_lock_keeps_a_running_holder_however_long_it_holds(
 ) -> None:
     client = time_skipping_env.client
     tenant = f"lock-{uuid.uuid4().hex[:8]}"
-    lock = TenantLockActivities(client)
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[TenantLock, Claimant, Holding],
-        activities=lock.activities(),
-    ):
+    async with _lock_worker(client, task_queue):
         holder = await client.start_workflow(
             Holding.run, tenant, id=f"holding-{tenant}", task_queue=task_queue
         )
