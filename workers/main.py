@@ -72,6 +72,7 @@ async def serve(
     if settings.health_port is not None:
         await health.start()
     runs = [asyncio.create_task(b.worker.run(), name=f"worker-{b.name}") for b in built]
+    chores = [asyncio.create_task(job(stopping)) for b in built for job in b.housekeeping]
     for b in built:
         log.info("worker polling", worker=b.name, task_queue=b.worker.task_queue)
     stop_wait = asyncio.create_task(stopping.wait())
@@ -81,6 +82,7 @@ async def serve(
     log.info("stopping workers", grace_seconds=settings.shutdown_grace.total_seconds())
     await asyncio.gather(*(b.worker.shutdown() for b in built), return_exceptions=True)
     results = await asyncio.gather(*runs, return_exceptions=True)
+    await asyncio.gather(*chores, return_exceptions=True)  # they end with `stopping`
     await health.stop()
     for b in built:
         for close in b.closers:

@@ -7,9 +7,10 @@ Workers hold only their own queue's credentials (see ARCHITECTURE, "Workers and 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +24,7 @@ from temporalio.worker import Worker
 from workers.context import ContextInterceptor
 from workers.keepalive import HEARTBEAT_FLUSH, KeepAliveInterceptor
 from workers.runtime import queue_name
+from workers.sweeper import ScratchSweeper
 from workflows.contracts import (
     AZURE_QUEUE,
     DB_QUEUE,
@@ -52,11 +54,15 @@ class MissingConfiguration(Exception):
     """The queue's credentials are not in the environment; the message names the variable."""
 
 
+Housekeeping = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until the event is set
+
+
 @dataclass
 class QueueWorker:
     name: str
     worker: Worker
     closers: list[Closer] = field(default_factory=list)  # clients to close after shutdown
+    housekeeping: list[Housekeeping] = field(default_factory=list)  # beside the polling
 
 
 # ---------------------------------------------------------------- environment checks
@@ -189,7 +195,8 @@ def db_worker(
         pg.restore_database,
     ]
     worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
-    return QueueWorker("db", worker, [blobs.close])
+    sweeper = ScratchSweeper.from_environment(pg, environ)
+    return QueueWorker("db", worker, [blobs.close], [sweeper.run])
 
 
 def k8s_worker(
