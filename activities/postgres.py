@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.azure_storage import BACKUP_CONTAINER
-from activities.block_stream import StagedBlob, fixed_chunks, stage_stream, tail
+from activities.block_stream import PipeBlocks, StagedBlob, open_pipe, stage_stream, tail
 from activities.finance_ledger import (
     apply_in_one_transaction,
     entries_jsonl,
@@ -190,19 +190,27 @@ class PostgresActivities:
         self, blob: BlobClient, command: list[str], env: dict[str, str], logger: Any
     ) -> StagedBlob:
         """Stage pg_dump's stdout as blocks; raise, committing nothing, if pg_dump fails."""
-        process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-        )
-        assert process.stdout is not None and process.stderr is not None
-        stderr = asyncio.ensure_future(tail(process.stderr))
+        read_end, write_end = open_pipe()
         try:
-            chunks = fixed_chunks(process.stdout, self._block_size)
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=write_end, stderr=asyncio.subprocess.PIPE, env=env
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # pg_dump holds the only write end: its exit is our EOF
+        assert process.stderr is not None
+        stderr = asyncio.ensure_future(tail(process.stderr))
+        chunks = PipeBlocks(read_end, self._block_size)
+        try:
             staged = await stage_stream(blob, chunks, self._concurrency, heartbeat=True)
             code = await process.wait()
         finally:
             if process.returncode is None:  # cancelled or staging failed: stop pg_dump
                 process.kill()
                 await process.wait()
+            await chunks.close()
             message = await stderr
         if code != 0:
             logger.warning("pg_dump failed, nothing committed", returncode=code)

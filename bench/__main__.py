@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--entries", type=int, help="journal entries to seed (overrides the size)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="backup: interleaved runs of (a), (b), (b0), (c); medians are shown (default 3)",
+    )
+    parser.add_argument(
         "--tenants", type=int, nargs="+", help="release sizes to run (overrides 10 100 1000)"
     )
     parser.add_argument(
@@ -34,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if "backup" in which:
         from bench.backup import print_backup_report, run_backup_bench
 
-        print_backup_report(run_backup_bench(args.quick, args.entries))
+        print_backup_report(run_backup_bench(args.quick, args.entries, rounds=args.rounds))
     if "orchestration" in which:
         from bench.orchestration import print_orchestration_report, run_orchestration_bench
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
 import stat
+import threading
 
 import psutil
 import psycopg
@@ -91,6 +93,63 @@ async def test_killed_pg_dump_commits_no_blob_and_the_retry_succeeds(
     backup = await ActivityEnvironment().run(postgres.backup_database, task)
     assert backup.row_counts["account_move"] == 20_000
     assert (await blob.get_blob_properties()).metadata["sha256"] == backup.sha256
+
+
+async def test_sha256_of_a_backup_in_large_blocks_equals_a_fresh_hash_of_the_blob(
+    pg_admin_dsn, pg_database, blobs, blob_container
+):
+    # 1 MiB blocks are read by the pipe reader thread and hashed off the event loop.
+    postgres = PostgresActivities(
+        {"main": pg_admin_dsn}, blobs, container=blob_container.name, block_size=MiB
+    )
+    seed_odoo_database(pg_database.dsn, entries=40_000, attachments=0)
+    backup = await ActivityEnvironment().run(
+        postgres.backup_database,
+        TenantTask(release_id="rel-large-blocks", tenant=tenant_on(pg_database.name)),
+    )
+
+    blob = blobs.get_blob_client(blob_container.name, backup.blob_name)
+    content = await (await blob.download_blob()).readall()
+    blocks = (await blob.get_block_list())[0]
+    assert len(blocks) >= 3 and all(block.size == MiB for block in blocks[:-1])
+    assert hashlib.sha256(content).hexdigest() == backup.sha256
+    assert len(content) == backup.bytes == sum(block.size for block in blocks)
+
+
+async def test_cancelled_backup_stops_pg_dump_commits_nothing_and_closes_its_pipe(
+    postgres, pg_database, blobs, blob_container
+):
+    seed_odoo_database(pg_database.dsn, entries=20_000)
+    task = TenantTask(release_id="rel-cancel-dump", tenant=tenant_on(pg_database.name))
+    pipes_before = open_pipes()
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: env.cancel()
+
+    with pytest.raises(BaseException) as stopped:
+        await env.run(postgres.backup_database, task)
+
+    assert isinstance(stopped.value, asyncio.CancelledError | CancelledError)
+    assert not [c for c in psutil.Process().children(recursive=True) if c.name() == "pg_dump"]
+    assert open_pipes() == pipes_before
+    for reader in [t for t in threading.enumerate() if t.name.startswith("pipe-reader")]:
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "the pipe reader thread outlived the backup"
+    blob = blobs.get_blob_client(
+        blob_container.name, f"rel-cancel-dump/acme/{pg_database.name}.dump"
+    )
+    with pytest.raises(ResourceNotFoundError):
+        await blob.get_blob_properties()
+
+
+def open_pipes() -> list[str]:
+    """The pipes this process holds open (`pipe:[inode]`)."""
+    pipes = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the fd listdir itself used
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("pipe:"):
+                pipes.append(target)
+    return sorted(pipes)
 
 
 async def test_second_backup_of_a_release_returns_the_committed_blob(
