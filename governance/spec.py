@@ -39,6 +39,11 @@ PROMOTIONS = ("auto", "manual")
 ON_FAILURE = ("rollback_failed", "rollback_all")
 SMOKE_CHECKS = ("health", "login", "trial_balance", "cron")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
+# The release workflow's history takes 6 fixed events per tenant plus workflow tasks (9 in
+# all at 1,000 tenants, up to 13 with rollback_all and every tenant rehearsed); Temporal
+# warns at 10,240 events and terminates the workflow at 51,200. 2,000 keeps a wide margin.
+MAX_TENANTS = 2000
+
 _REQUIRED = ("release_id", "work_item", "requested_by", "risk", "image", "tenants", "rollout")
 _OPTIONAL = ("modules", "migrations", "smoke")
 _ROLLOUT_OPTIONAL = ("max_parallel", "max_failure_ratio", "bake", "promotion", "on_failure")
@@ -206,6 +211,13 @@ def _parse(
             known = " | ".join(SMOKE_CHECKS)
             problems.add(join("smoke", i), f"unknown check {smoke_check!r} ({known})")
     tenants = _tenants(root["tenants"], inventory, problems) if "tenants" in root else []
+    if len(tenants) > MAX_TENANTS:
+        problems.add(
+            "tenants",
+            f"{len(tenants)} tenants in one release, at most {MAX_TENANTS}: a release's history"
+            " grows by about 10 events per tenant and Temporal ends a workflow at 51,200;"
+            " split it into several releases",
+        )
     total = len(tenants) if inventory is not None else None
     plan = _rollout(root["rollout"], total, problems) if "rollout" in root else None
     if risk is not None and policy is not None:

@@ -265,3 +265,30 @@ def test_wave_sizes_are_cumulative_and_empty_waves_are_dropped(inventory, sizes,
     spec = parse_spec(spec_text(rollout__waves=waves), inventory)
     assert [tenants for _, tenants in spec.waves()] == expected
     assert sorted(sum(expected, [])) == sorted(spec.tenants)
+
+
+def test_a_release_over_more_tenants_than_its_history_can_hold_is_refused():
+    from governance.inventory import parse_inventory
+    from governance.spec import MAX_TENANTS
+
+    count = MAX_TENANTS + 1
+    tenants = [
+        {
+            "name": f"t{i:04d}",
+            "tier": "shared",
+            "namespace": f"odoo-t{i:04d}",
+            "deployments": {"web": "odoo-web"},
+            "db_server": "main",
+            "database": f"odoo_t{i:04d}",
+            "filestore": f"filestore/t{i:04d}",
+            "url": f"https://t{i:04d}.example.io",
+            "timezone": "Europe/Berlin",
+            "calendar": "berlin",
+        }
+        for i in range(count)
+    ]
+    inventory = parse_inventory(yaml.safe_dump({"tenants": tenants}))
+    problems = problems_of(spec_text(tenants="all"), inventory)
+    assert problems["tenants"].startswith(f"{count} tenants in one release, at most {MAX_TENANTS}")
+    assert "split it" in problems["tenants"]
+    assert parse_spec(spec_text(tenants=[f"t{i:04d}" for i in range(MAX_TENANTS)]), inventory)
