@@ -8,7 +8,6 @@ tenant seals its own chain, and the release records where it is and its head has
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +16,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from governance.calendar import FreezeCalendar, parse_calendar
+    from governance.calendar import parse_calendar
     from governance.evidence import EvidenceChain
-    from governance.inventory import Inventory, Tenant, parse_inventory
-    from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
+    from governance.inventory import Tenant, parse_inventory
+    from governance.policy import ApprovalState, parse_policy
     from governance.problems import ValidationFailed
     from governance.spec import ReleaseSpec, parse_spec
     from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
@@ -72,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         TenantPrepared,
         TenantReport,
     )
+    from workflows.validation import check_attempt, pin_problems, release_problems
     from workflows.windows import check_windows
 
 OBSERVABILITY_RECHECK = timedelta(minutes=5)
@@ -136,7 +136,7 @@ class FinanceRelease:
     async def _validate(self, request: ReleaseRequest) -> None:
         """Parse the pinned documents with governance; bad input ends as Invalid, untouched."""
         self._set_phase(Phase.VALIDATING)
-        problems = _pin_problems(request)
+        problems = pin_problems(request)
         if not problems:
             try:
                 self._inventory = parse_inventory(request.inventory.text)
@@ -150,7 +150,7 @@ class FinanceRelease:
             except ValidationFailed as failed:
                 problems = [str(p) for p in failed.problems]
         if not problems:
-            problems = _release_problems(
+            problems = release_problems(
                 request, self._spec, self._inventory, self._policy, self._calendars
             )
         if problems:
@@ -567,7 +567,7 @@ class FinanceRelease:
 
     @approve.validator
     def _check_approve(self, request: ApprovalRequest) -> None:
-        _check_attempt(request)
+        check_attempt(request)
 
     @workflow.update
     async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
@@ -580,7 +580,7 @@ class FinanceRelease:
 
     @reject.validator
     def _check_reject(self, request: ApprovalRequest) -> None:
-        _check_attempt(request)
+        check_attempt(request)
 
     @workflow.signal(name="approve")
     async def approve_signal(self, request: ApprovalRequest) -> None:
@@ -828,61 +828,6 @@ class FinanceRelease:
             await self._call(Activity.NOTIFY, note, NotificationResult)
         except ActivityError as err:  # a failing notification never fails the release
             self._last_error = f"notification {kind} failed: {cause(err)}"
-
-
-# --- validation helpers (pure) ---------------------------------------------------------------
-
-
-def _check_attempt(request: ApprovalRequest) -> None:
-    for name in ("approver", "role", "spec_sha256"):
-        if not getattr(request, name):
-            raise ValueError(f"{name} is required")
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _pin_problems(request: ReleaseRequest) -> list[str]:
-    documents = [request.spec, request.inventory, request.policy, *request.calendars]
-    problems = [
-        f"{d.name}: content does not match its pinned sha256 {d.sha256}"
-        for d in documents
-        if _sha256(d.text) != d.sha256
-    ]
-    problems += [
-        f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
-        for m in request.migrations
-        if _sha256(m.sql) != m.sha256
-    ]
-    return problems
-
-
-def _release_problems(
-    request: ReleaseRequest,
-    spec: ReleaseSpec | None,
-    inventory: Inventory,
-    policy: ApprovalPolicy,
-    calendars: dict[str, FreezeCalendar],
-) -> list[str]:
-    assert spec is not None
-    problems = []
-    if spec.release_id != request.release_id:
-        problems.append(
-            f"release_id: spec says {spec.release_id!r}, request {request.release_id!r}"
-        )
-    if [m.name for m in request.migrations] != list(spec.migrations):
-        problems.append(
-            f"migrations: spec lists {list(spec.migrations)}, request carries "
-            f"{[m.name for m in request.migrations]}"
-        )
-    if spec.risk not in policy.risk:
-        problems.append(f"risk: the policy has no rule for {spec.risk!r}")
-    for name in spec.tenants:
-        tenant = inventory.get(name)
-        if tenant.calendar not in calendars:
-            problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
-    return problems
 
 
 __all__ = ["FinanceRelease", "ErrorType"]

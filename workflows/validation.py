@@ -1,0 +1,70 @@
+"""Checks of a release's input that need no I/O: pinned content, and documents that belong together.
+
+`FinanceRelease` runs them while Validating, before any side effect; a problem ends the
+release `Invalid` with every problem named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from governance.calendar import FreezeCalendar
+from governance.inventory import Inventory
+from governance.policy import ApprovalPolicy
+from governance.spec import ReleaseSpec
+from workflows.messages import ApprovalRequest, ReleaseRequest
+
+
+def check_attempt(request: ApprovalRequest) -> None:
+    """An approval or rejection names who, in which role, for which spec."""
+    for name in ("approver", "role", "spec_sha256"):
+        if not getattr(request, name):
+            raise ValueError(f"{name} is required")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pin_problems(request: ReleaseRequest) -> list[str]:
+    """Pinned documents and migrations whose content no longer matches their sha256."""
+    documents = [request.spec, request.inventory, request.policy, *request.calendars]
+    problems = [
+        f"{d.name}: content does not match its pinned sha256 {d.sha256}"
+        for d in documents
+        if _sha256(d.text) != d.sha256
+    ]
+    problems += [
+        f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
+        for m in request.migrations
+        if _sha256(m.sql) != m.sha256
+    ]
+    return problems
+
+
+def release_problems(
+    request: ReleaseRequest,
+    spec: ReleaseSpec | None,
+    inventory: Inventory,
+    policy: ApprovalPolicy,
+    calendars: dict[str, FreezeCalendar],
+) -> list[str]:
+    """What the documents cannot say about themselves: they belong together."""
+    assert spec is not None
+    problems = []
+    if spec.release_id != request.release_id:
+        problems.append(
+            f"release_id: spec says {spec.release_id!r}, request {request.release_id!r}"
+        )
+    if [m.name for m in request.migrations] != list(spec.migrations):
+        problems.append(
+            f"migrations: spec lists {list(spec.migrations)}, request carries "
+            f"{[m.name for m in request.migrations]}"
+        )
+    if spec.risk not in policy.risk:
+        problems.append(f"risk: the policy has no rule for {spec.risk!r}")
+    for name in spec.tenants:
+        tenant = inventory.get(name)
+        if tenant.calendar not in calendars:
+            problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
+    return problems
