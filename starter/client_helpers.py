@@ -25,9 +25,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from governance.inventory import parse_inventory
 from governance.problems import ValidationFailed
 from governance.spec import ReleaseSpec, parse_spec
-from starter.governance_cli import _calendars, _parse_or_collect, _read
+from starter.governance_cli import _calendars, _parse_or_collect, _read, read_migrations
 from workers.runtime import connect
-from workflows.contracts import WORKFLOWS_QUEUE, MigrationScript
+from workflows.contracts import WORKFLOWS_QUEUE
 from workflows.messages import (
     PinnedText,
     ReleaseRequest,
@@ -119,15 +119,7 @@ def prepare_release(
     except ValidationFailed as exc:
         errors += [str(p) if p.path else f"{spec_path}: {p}" for p in exc.problems]
         spec = None
-    migrations: list[MigrationScript] = []
-    if spec is not None:
-        for i, name in enumerate(spec.migrations):
-            path = spec_path.parent / name
-            if not path.is_file():
-                errors.append(f"migrations[{i}]: file not found: {path}")
-                continue
-            sql = _read(path)
-            migrations.append(MigrationScript(name, sql, sha256_text(sql)))
+    migrations = read_migrations(spec_path, spec, errors) if spec is not None else []
     if errors or spec is None or inventory is None:
         raise CliError("the release is invalid", INVALID, errors)
     assert inventory is not None

@@ -7,6 +7,7 @@ pipeline can gate on it; its output still says when the next allowed start is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from governance.evidence import find_break
 from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.problems import ValidationFailed
-from governance.spec import parse_spec
+from governance.spec import ReleaseSpec, parse_spec
+from workflows.contracts import MigrationScript
+from workflows.validation import size_problems
 
 OK, FAILED, INVALID = 0, 1, 2
 T = TypeVar("T")
@@ -78,15 +81,30 @@ def validate_spec(
         errors += [str(p) if p.path else f"{spec}: {p}" for p in exc.problems]
         release = None
     if release is not None:
-        for i, migration in enumerate(release.migrations):
-            if not (spec.parent / migration).is_file():
-                errors.append(f"migrations[{i}]: file not found: {spec.parent / migration}")
+        read_migrations(spec, release, errors)
     if errors or release is None:
         _fail(errors)
     typer.echo(json.dumps(release.canonical(), indent=2, ensure_ascii=False))
     for name, members in release.waves():
         typer.echo(f"wave {name}: {', '.join(members)}")
     typer.echo(f"sha256: {release.sha256}")
+
+
+def read_migrations(
+    spec_path: Path, release: ReleaseSpec, errors: list[str]
+) -> list[MigrationScript]:
+    """The spec's migration scripts (paths relative to the spec), pinned by content; missing
+    files and scripts too big to travel with the release are added to `errors`."""
+    scripts = []
+    for i, name in enumerate(release.migrations):
+        path = spec_path.parent / name
+        if not path.is_file():
+            errors.append(f"migrations[{i}]: file not found: {path}")
+            continue
+        sql = _read(path)
+        scripts.append(MigrationScript(name, sql, hashlib.sha256(sql.encode()).hexdigest()))
+    errors += size_problems(scripts, len(release.tenants))
+    return scripts
 
 
 def _parse_or_collect(path: Path | None, parse: Callable[[str], T], errors: list[str]) -> T | None:

@@ -12,7 +12,16 @@ from governance.calendar import FreezeCalendar
 from governance.inventory import Inventory
 from governance.policy import ApprovalPolicy
 from governance.spec import ReleaseSpec
+from workflows.contracts import MigrationScript
 from workflows.messages import ApprovalRequest, ReleaseRequest
+
+KiB, MiB = 1 << 10, 1 << 20
+# The start request is one payload (Temporal refuses 2 MB); scripts this big belong in a
+# module update or a data job, not in one SQL transaction.
+MIGRATIONS_MAX_BYTES = 1 * MiB
+# Every tenant's rollout carries the scripts in its input, which the release's history records
+# once per tenant; Temporal ends a workflow whose history passes 50 MB.
+MIGRATIONS_IN_HISTORY_MAX_BYTES = 8 * MiB
 
 
 def check_attempt(request: ApprovalRequest) -> None:
@@ -61,6 +70,7 @@ def release_problems(
             f"migrations: spec lists {list(spec.migrations)}, request carries "
             f"{[m.name for m in request.migrations]}"
         )
+    problems += size_problems(request.migrations, len(spec.tenants))
     if spec.risk not in policy.risk:
         problems.append(f"risk: the policy has no rule for {spec.risk!r}")
     for name in spec.tenants:
@@ -68,3 +78,21 @@ def release_problems(
         if tenant.calendar not in calendars:
             problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
     return problems
+
+
+def size_problems(migrations: list[MigrationScript], tenants: int) -> list[str]:
+    """Migrations too big to travel: in the start request, and once per tenant in the history."""
+    size = sum(len(m.sql.encode()) for m in migrations)
+    if size > MIGRATIONS_MAX_BYTES:
+        return [
+            f"migrations: {size / KiB:,.0f} KiB of SQL, at most {MIGRATIONS_MAX_BYTES / KiB:,.0f}"
+            " KiB: move bulk data changes into a module update or a data job"
+        ]
+    if size * tenants > MIGRATIONS_IN_HISTORY_MAX_BYTES:
+        return [
+            f"migrations: {size / KiB:,.0f} KiB of SQL go to each of {tenants:,} tenants, "
+            f"{size * tenants / MiB:,.1f} MiB in the release's history (at most "
+            f"{MIGRATIONS_IN_HISTORY_MAX_BYTES / MiB:,.0f} MiB; Temporal ends a workflow at"
+            " 50 MB): split the release into smaller ones"
+        ]
+    return []

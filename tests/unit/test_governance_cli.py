@@ -69,6 +69,17 @@ def test_spec_validate_reports_a_missing_migration_file(tmp_path):
     assert "migrations[0]: file not found" in result.stderr
 
 
+def test_spec_validate_refuses_a_migration_too_big_to_travel_with_the_release(tmp_path):
+    spec = tmp_path / "release.yaml"
+    spec.write_text((EXAMPLES / "release.yaml").read_text())
+    (tmp_path / "migrations").mkdir()
+    script = tmp_path / "migrations" / "042_fix_tax_tags.sql"
+    script.write_text("UPDATE account_tax SET active = true; -- padded\n" * 40_000)  # 1,875 KiB
+    result = validate(spec)
+    assert result.returncode == 2
+    assert "migrations: 1,875 KiB of SQL, at most 1,024 KiB" in result.stderr
+
+
 def test_calendar_check_json_matches_the_architecture_example():
     result = finrelease(
         "calendar", "check", EXAMPLES / "calendars" / "berlin.yaml",
