@@ -7,7 +7,6 @@ pipeline can gate on it; its output still says when the next allowed start is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from governance.calendar import FreezeCalendar, Period, parse_calendar
-from governance.evidence import find_break
+from governance.evidence import find_break, sha256_hex
 from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.problems import ValidationFailed
@@ -102,7 +101,7 @@ def read_migrations(
             errors.append(f"migrations[{i}]: file not found: {path}")
             continue
         sql = _read(path)
-        scripts.append(MigrationScript(name, sql, hashlib.sha256(sql.encode()).hexdigest()))
+        scripts.append(MigrationScript(name, sql, sha256_hex(sql.encode())))
     errors += size_problems(scripts, len(release.tenants))
     return scripts
 

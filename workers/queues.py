@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from temporalio.worker import Worker
 from workers.context import ContextInterceptor
 from workers.keepalive import HEARTBEAT_FLUSH, KeepAliveInterceptor
 from workers.runtime import queue_name
-from workers.sweeper import ScratchSweeper
+from workers.sweeper import ScratchSweeper, aliases_in
 from workflows.contracts import (
     AZURE_QUEUE,
     DB_QUEUE,
@@ -41,7 +40,6 @@ from workflows.contracts import (
 from workflows.registry import WORKFLOWS, TenantLockActivities
 
 QUEUES = ("workflows", "db", "k8s", "azure", "smoke")
-DSN_VARIABLE = re.compile(r"^FINRELEASE_PG_[A-Z0-9_]+_DSN$")
 BLOB_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL")
 DEVOPS_VARIABLES = ("AZURE_DEVOPS_ORG_URL", "AZURE_DEVOPS_PROJECT", "AZURE_DEVOPS_PAT")
 # Default max concurrent activities: dumps and restores are heavy, so db runs two at a time.
@@ -83,7 +81,7 @@ def _require_blob_storage(environ: Mapping[str, str], queue: str) -> None:
 def check_environment(name: str, environ: Mapping[str, str] = os.environ) -> None:
     """Raise MissingConfiguration naming the first variable queue `name` lacks."""
     if name == "db":
-        if not any(DSN_VARIABLE.match(key) and value for key, value in environ.items()):
+        if not aliases_in(environ):
             raise MissingConfiguration(
                 "db worker: set FINRELEASE_PG_<ALIAS>_DSN for every db_server alias of the "
                 "inventory (e.g. FINRELEASE_PG_MAIN_DSN)"

@@ -26,6 +26,12 @@ log = structlog.get_logger(__name__)
 DSN_VARIABLE = re.compile(r"^FINRELEASE_PG_([A-Z0-9_]+)_DSN$")
 
 
+def aliases_in(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The server aliases with a `FINRELEASE_PG_<ALIAS>_DSN` set, lower case, sorted."""
+    found = (DSN_VARIABLE.match(key) for key, value in environ.items() if value)
+    return tuple(sorted(m.group(1).lower() for m in found if m))
+
+
 class Sweeps(Protocol):
     async def sweep_scratch_databases(self, db_server: str, older_than: timedelta) -> list[str]: ...
 
@@ -40,9 +46,7 @@ class ScratchSweeper:
     @classmethod
     def from_environment(cls, target: Sweeps, environ: Mapping[str, str]) -> ScratchSweeper:
         """Every alias with a `FINRELEASE_PG_<ALIAS>_DSN`; intervals from the environment."""
-        aliases = tuple(
-            sorted(m.group(1).lower() for key in environ if (m := DSN_VARIABLE.match(key)))
-        )
+        aliases = aliases_in(environ)
         every = float(environ.get("FINRELEASE_SCRATCH_SWEEP_HOURS") or 6)
         older = float(environ.get("FINRELEASE_SCRATCH_MAX_AGE_HOURS") or 24)
         return cls(target, aliases, timedelta(hours=every), timedelta(hours=older))

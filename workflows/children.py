@@ -95,6 +95,23 @@ class TenantChildren:
             # the child finished between our look and the signal: its completion tells all
             workflow.logger.info("%s not sent to %s: %s", signal, tenant, err)
 
+    def deploy(self, tenant: str, order: Any) -> None:
+        """Send the tenant to deploy; a tenant is sent to deploy or stood down, never both."""
+        self.decided.add(tenant)
+        self.deploying.add(tenant)
+        self.send(tenant, "deploy", order)
+
+    def stand_down(self, tenant: str, order: Any, blocked: bool = False) -> None:
+        """Tell the tenant it will not be deployed (`blocked`: no window fits it)."""
+        self.decided.add(tenant)
+        if blocked:
+            self.blocked.add(tenant)
+        self.send(tenant, "stand_down", order)
+
+    def undecided(self) -> list[str]:
+        """Started tenants neither sent to deploy nor stood down, still running."""
+        return [t for t in self.launched if t not in self.decided and t not in self.outcomes]
+
     # --- counting ---------------------------------------------------------------------
 
     def preparing(self) -> int:

@@ -20,12 +20,12 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import ErrorType
+    from workflows.policies import LOCK_HOLDER_RUNNING, REQUEST_TENANT_LOCK, run_local_activity
 
 
 HOLDER_CHECK = timedelta(minutes=10)
@@ -147,14 +147,9 @@ class TenantLock:
                     self._holder = None
 
     async def _running(self, tenant: str, owner: str) -> bool:
-        return await workflow.execute_local_activity(
-            "tenant_lock_holder_running",
-            HolderCheck(tenant, owner),
-            result_type=bool,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
-            summary=f"is {owner} still running?",
-        )
+        check = HolderCheck(tenant, owner)
+        summary = f"is {owner} still running?"
+        return await run_local_activity(LOCK_HOLDER_RUNNING, check, summary, bool)
 
     async def _tell(self, owner: str, signal: str, payload: object) -> None:
         try:
@@ -175,7 +170,7 @@ class TenantLockActivities:
         """Register these on the workflows queue, beside the workflows."""
         return [self.request_tenant_lock, self.tenant_lock_holder_running]
 
-    @activity.defn(name="tenant_lock_holder_running")
+    @activity.defn(name=LOCK_HOLDER_RUNNING)
     async def tenant_lock_holder_running(self, check: HolderCheck) -> bool:
         """False when the holder's workflow has closed (or never existed)."""
         try:
@@ -186,7 +181,7 @@ class TenantLockActivities:
             raise
         return description.status == WorkflowExecutionStatus.RUNNING
 
-    @activity.defn(name="request_tenant_lock")
+    @activity.defn(name=REQUEST_TENANT_LOCK)
     async def request_tenant_lock(self, request: LockRequest) -> None:
         if not request.task_queue:
             raise ApplicationError(

@@ -13,9 +13,11 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.contracts import NON_RETRYABLE, QUEUE_OF, WORKFLOWS_QUEUE, Activity
+from workflows.contracts import NON_RETRYABLE, QUEUE_OF, Activity
 
-REQUEST_TENANT_LOCK = "request_tenant_lock"  # see workflows/lock.py
+# the tenant lock's own calls, local activities on the workflows worker (see workflows/lock.py)
+REQUEST_TENANT_LOCK = "request_tenant_lock"
+LOCK_HOLDER_RUNNING = "tenant_lock_holder_running"
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.RESTORE_RUNNING_STATE: ActivityPolicy(10 * _MINUTE, heartbeat=_ALIVE, max_attempts=10),
     Activity.RUN_SMOKE_CHECKS: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
     REQUEST_TENANT_LOCK: _SHORT,
+    LOCK_HOLDER_RUNNING: ActivityPolicy(timedelta(seconds=30), max_interval=_MINUTE),
 }
 
-DEFAULT_QUEUES: dict[str, str] = {**QUEUE_OF, REQUEST_TENANT_LOCK: WORKFLOWS_QUEUE}
+DEFAULT_QUEUES: dict[str, str] = dict(QUEUE_OF)
 
 
 async def run_activity(
@@ -99,7 +102,9 @@ async def run_activity(
     )
 
 
-async def run_local_activity(name: str, arg: Any, summary: str) -> Any:
+async def run_local_activity(
+    name: str, arg: Any, summary: str, result_type: type | None = None
+) -> Any:
     """Execute `name` as a local activity (in this workflow's worker) with its policy.
 
     For short calls the workflows worker makes itself (the tenant lock's signal-with-start,
@@ -109,6 +114,7 @@ async def run_local_activity(name: str, arg: Any, summary: str) -> Any:
     return await workflow.execute_local_activity(
         name,
         arg,
+        result_type=result_type,
         start_to_close_timeout=policy.start_to_close,
         retry_policy=policy.retry(),
         summary=summary[:200],

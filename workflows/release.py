@@ -326,9 +326,7 @@ class FinanceRelease:
             check = self._check_windows(remaining, wave)
             for tenant, reason in check.blocked.items():
                 self._set_tenant(tenant, TenantPhase.BLOCKED, reason)
-                children.blocked.add(tenant)
-                children.decided.add(tenant)
-                children.send(tenant, "stand_down", StandDown(reason))
+                children.stand_down(tenant, StandDown(reason), blocked=True)
             remaining = [t for t in remaining if t not in check.blocked]
             if not check.allowed:
                 until = check.earliest()
@@ -347,9 +345,7 @@ class FinanceRelease:
                     break
                 await self._wait_unpaused()
                 self._set_tenant(tenant, TenantPhase.DEPLOYING)
-                children.decided.add(tenant)
-                children.deploying.add(tenant)
-                children.send(tenant, "deploy", DeployOrder(wave))
+                children.deploy(tenant, DeployOrder(wave))
                 remaining.remove(tenant)
             await self._wait(lambda: not children.in_flight() or bool(self._abort))
             if self._halt_reason():
@@ -506,11 +502,8 @@ class FinanceRelease:
 
     def _stand_down_rest(self, reason: str) -> None:
         """Tell every tenant not sent to deploy that it will not be: it seals and finishes."""
-        children = self._children
-        for tenant in children.launched:
-            if tenant not in children.decided and tenant not in children.outcomes:
-                children.decided.add(tenant)  # never both deploy and stand down
-                children.send(tenant, "stand_down", StandDown(reason))
+        for tenant in self._children.undecided():
+            self._children.stand_down(tenant, StandDown(reason))
 
     async def _stand_down_all(self, reason: str) -> None:
         """The release ended early: stand down everyone not deployed and wait for all to seal."""

@@ -6,9 +6,8 @@ release `Invalid` with every problem named.
 
 from __future__ import annotations
 
-import hashlib
-
 from governance.calendar import FreezeCalendar
+from governance.evidence import sha256_hex
 from governance.inventory import Inventory
 from governance.policy import ApprovalPolicy
 from governance.spec import ReleaseSpec
@@ -31,22 +30,18 @@ def check_attempt(request: ApprovalRequest) -> None:
             raise ValueError(f"{name} is required")
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def pin_problems(request: ReleaseRequest) -> list[str]:
     """Pinned documents and migrations whose content no longer matches their sha256."""
     documents = [request.spec, request.inventory, request.policy, *request.calendars]
     problems = [
         f"{d.name}: content does not match its pinned sha256 {d.sha256}"
         for d in documents
-        if _sha256(d.text) != d.sha256
+        if sha256_hex(d.text.encode()) != d.sha256
     ]
     problems += [
         f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
         for m in request.migrations
-        if _sha256(m.sql) != m.sha256
+        if sha256_hex(m.sql.encode()) != m.sha256
     ]
     return problems
 
