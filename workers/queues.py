@@ -193,7 +193,10 @@ def db_worker(
         pg.restore_database,
     ]
     worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
-    sweeper = ScratchSweeper.from_environment(pg, environ)
+    try:
+        sweeper = ScratchSweeper.from_environment(pg, environ)
+    except ValueError as error:
+        raise MissingConfiguration(f"db worker: {error}") from None
     return QueueWorker("db", worker, [blobs.close], [sweeper.run])
 
 

@@ -46,10 +46,9 @@ class ScratchSweeper:
     @classmethod
     def from_environment(cls, target: Sweeps, environ: Mapping[str, str]) -> ScratchSweeper:
         """Every alias with a `FINRELEASE_PG_<ALIAS>_DSN`; intervals from the environment."""
-        aliases = aliases_in(environ)
-        every = float(environ.get("FINRELEASE_SCRATCH_SWEEP_HOURS") or 6)
-        older = float(environ.get("FINRELEASE_SCRATCH_MAX_AGE_HOURS") or 24)
-        return cls(target, aliases, timedelta(hours=every), timedelta(hours=older))
+        every = _hours(environ, "FINRELEASE_SCRATCH_SWEEP_HOURS", 6)
+        older = _hours(environ, "FINRELEASE_SCRATCH_MAX_AGE_HOURS", 24)
+        return cls(target, aliases_in(environ), every, older)
 
     async def sweep_once(self) -> list[str]:
         """Drop what is old enough on every alias; a failing server never stops the others."""
@@ -67,3 +66,14 @@ class ScratchSweeper:
             await self.sweep_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.every.total_seconds())
+
+
+def _hours(environ: Mapping[str, str], variable: str, default: float) -> timedelta:
+    text = environ.get(variable) or str(default)
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = 0.0
+    if not hours > 0:
+        raise ValueError(f"{variable} must be a positive number of hours, not {text!r}")
+    return timedelta(hours=hours)

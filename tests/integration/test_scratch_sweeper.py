@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 
 import psycopg
+import pytest
 
 from activities.postgres import PostgresActivities
 from tests.conftest import drop_database
@@ -24,6 +25,16 @@ def test_sweeper_finds_every_server_alias_and_its_intervals_in_the_environment()
     assert sweeper.aliases == ("eu_west", "main")
     assert sweeper.every == dt.timedelta(hours=1)
     assert sweeper.older_than == dt.timedelta(hours=24)
+
+
+@pytest.mark.parametrize("hours", ["six", "0", "-1"])
+def test_sweep_interval_that_is_not_a_positive_number_is_refused_naming_the_variable(hours):
+    environ = {"FINRELEASE_PG_MAIN_DSN": "host=a", "FINRELEASE_SCRATCH_SWEEP_HOURS": hours}
+    with pytest.raises(ValueError) as refused:
+        ScratchSweeper.from_environment(object(), environ)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        f"FINRELEASE_SCRATCH_SWEEP_HOURS must be a positive number of hours, not {hours!r}"
+    )
 
 
 async def test_sweep_drops_old_scratch_databases_and_survives_an_unknown_server(
