@@ -21,6 +21,7 @@ class ManagedProcess:
     ready: Callable[[], bool]
     address: str
     env: dict[str, str] | None = None
+    user: str | None = None  # run as this OS user (PostgreSQL refuses to run as root)
 
     @property
     def pid_file(self) -> Path:
@@ -57,6 +58,9 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(self.env or {})},
+            user=self.user,
+            group=self.user,
+            cwd=self.state_dir if self.user else None,  # a home the user can read
             start_new_session=True,  # so `down` stops the whole process group, and ^C here does not
         )
         log.close()

@@ -158,36 +158,57 @@ def admin_dsn_from_environment() -> str | None:
 
 
 def ensure_postgres(state_dir: Path, port: int = 5432) -> PostgresServer:
-    """`FINRELEASE_PG_DSN`, else 127.0.0.1:<port>, else the Debian cluster, else a private initdb."""
+    """`FINRELEASE_PG_DSN`, else a server answering on 127.0.0.1:<port>, else a private cluster.
+
+    The private cluster lives in `<state_dir>/pg`, trusts connections from 127.0.0.1 only, and
+    runs as the `postgres` OS user when we are root (initdb and postgres refuse root). A
+    machine without PostgreSQL gets Debian's package from `./dev` (see `install_hint`).
+    """
     configured = admin_dsn_from_environment()
     if configured:
         return PostgresServer(configured, "env")
     local = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     if port_open("127.0.0.1", port):
+        _check_accepts(local)
         return PostgresServer(local, "running")
-    if shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
-        version = sorted(os.listdir("/etc/postgresql"))[-1]
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            check=False,
-            capture_output=True,
-        )
-        if _wait_port(port):
-            return PostgresServer(local, "debian-cluster")
     private = private_postgres(state_dir, port)
     private.start(timeout=60)
+    _check_accepts(local)
     return PostgresServer(local, "private")
 
 
+def _check_accepts(dsn: str) -> None:
+    """Fail with what to do when the server on our port will not let `postgres` in."""
+    import psycopg
+
+    try:
+        psycopg.connect(dsn, connect_timeout=10).close()
+    except psycopg.OperationalError as error:
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else "?"
+        raise RuntimeError(
+            f"a PostgreSQL answers on {dsn.split('@', 1)[1]} but refuses user postgres without a "
+            f"password ({first_line}). Stop it (e.g. `pg_ctlcluster 15 main stop`) so ./dev can "
+            "start its own cluster there, or set FINRELEASE_PG_DSN to a superuser DSN for it."
+        ) from None
+
+
 def private_postgres(state_dir: Path, port: int) -> ManagedProcess:
-    """A cluster of our own under `.finrelease/pg` (for machines without a running server)."""
+    """A cluster of our own under `<state_dir>/pg`, trust on 127.0.0.1 (a developer machine)."""
     bindir = _pg_bindir()
     data = state_dir / "pg"
+    user = _postgres_os_user()
     if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(data, user, user)
+        data.chmod(0o700)
         subprocess.run(
             [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
             check=True,
             capture_output=True,
+            user=user,
+            group=user,
+            cwd=data,
         )
     return ManagedProcess(
         name="postgres",
@@ -198,35 +219,50 @@ def private_postgres(state_dir: Path, port: int) -> ManagedProcess:
             "-p",
             str(port),
             "-k",
-            str(state_dir),
+            str(data),  # its socket where only it and we look; TCP is on 127.0.0.1 only
             "-c",
             "listen_addresses=127.0.0.1",
         ],
         state_dir=state_dir,
         ready=lambda: port_open("127.0.0.1", port),
         address=f"127.0.0.1:{port}",
+        user=user,
+    )
+
+
+def _postgres_os_user() -> str | None:
+    """`postgres` when we are root (Debian's package creates that user), else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "running as root, and no `postgres` OS user to run PostgreSQL as: "
+            + install_hint()
+        ) from None
+    return "postgres"
+
+
+def install_hint() -> str:
+    """How to get PostgreSQL onto this machine (what `./dev` does itself when root)."""
+    return (
+        "install PostgreSQL (Debian, as root: apt-get update && apt-get install -y postgresql; "
+        "./dev does this when it runs as root), or set FINRELEASE_PG_DSN to a server you have"
     )
 
 
 def _pg_bindir() -> Path:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+        reverse=True,
+    )
     for candidate in candidates:
         if (candidate / "initdb").exists():
             return candidate
     if shutil.which("initdb"):
         return Path(shutil.which("initdb") or "").parent
-    raise RuntimeError(
-        "no PostgreSQL found: set FINRELEASE_PG_DSN to a server you have, or install "
-        "PostgreSQL (Debian: apt-get install postgresql)"
-    )
-
-
-def _wait_port(port: int, seconds: float = 20.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if port_open("127.0.0.1", port):
-            return True
-        time.sleep(0.25)
-    return False
+    raise RuntimeError("no PostgreSQL server binaries (initdb) found: " + install_hint())

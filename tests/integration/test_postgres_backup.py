@@ -77,9 +77,12 @@ async def test_killed_pg_dump_commits_no_blob_and_the_retry_succeeds(
 
     def kill_pg_dump(*details: object) -> None:
         for child in psutil.Process().children(recursive=True):
-            if child.name() == "pg_dump" and not killed:
-                killed.append(child.pid)
-                child.kill()
+            try:  # a short-lived child (e.g. `pg_dump --version`) may be gone already
+                if child.name() == "pg_dump" and not killed:
+                    killed.append(child.pid)
+                    child.kill()
+            except psutil.NoSuchProcess:
+                continue
 
     env = ActivityEnvironment()
     env.on_heartbeat = kill_pg_dump
