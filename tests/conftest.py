@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.azure_storage import azurite_connection_string, blob_service_from_connection_string
 from devstack.paths import venv_binary
 from devstack.ports import free_port
+from devstack.paths import state_dir
 from devstack.services import SEARCH_ATTRIBUTES, ensure_postgres
 from devstack.services import azurite as azurite_process
 
@@ -90,9 +91,12 @@ async def temporal_client(time_skipping_env: WorkflowEnvironment) -> Client:
 
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> str:
-    """DSN of a server we may create databases on (FINRELEASE_PG_DSN, or the local one)."""
-    with tempfile.TemporaryDirectory() as home:
-        return ensure_postgres(Path(home)).dsn
+    """DSN of a server we may create databases on (FINRELEASE_PG_DSN, or the local one).
+
+    A private cluster, when one is needed, lives in the dev state dir as with `./dev test`:
+    it outlives this run, like the one `./dev` starts.
+    """
+    return ensure_postgres(state_dir()).dsn
 
 
 def _dsn_for(admin_dsn: str, database: str) -> str:
