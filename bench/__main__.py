@@ -1,11 +1,11 @@
-"""`python -m bench [--quick] [backup|orchestration]`: run the benchmarks, print their tables."""
+"""`python -m bench [--quick] [backup|orchestration|chaos]`: run the benchmarks, print their tables."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-BENCHMARKS = ("backup", "orchestration")
+BENCHMARKS = ("backup", "orchestration", "chaos")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,8 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "which",
         nargs="*",
-        metavar="backup|orchestration",
-        help="which benchmarks (default: both)",
+        metavar="backup|orchestration|chaos",
+        help="which benchmarks (default: all)",
     )
     parser.add_argument("--entries", type=int, help="journal entries to seed (overrides the size)")
     parser.add_argument(
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let a workflow task run 60 s instead of the SDK's 2 s before it counts as deadlocked",
     )
+    parser.add_argument("--kills", type=int, default=20, help="chaos: worker kills (default 20)")
     args = parser.parse_args(argv)
     which = args.which or list(BENCHMARKS)
     unknown = sorted(set(which) - set(BENCHMARKS))
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print_orchestration_report(runs)
         if runs.failures:
+            return 1
+    if "chaos" in which:
+        from bench.chaos import print_chaos_report, run_chaos_bench
+
+        chaos = run_chaos_bench(args.kills)
+        print_chaos_report(chaos)
+        if any(run.outcome != "Completed" for run in chaos):
             return 1
     return 0
 

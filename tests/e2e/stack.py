@@ -7,6 +7,7 @@ Odoo JSON-RPC are the HTTP doubles of devstack. Tenant databases carry this run'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -29,9 +30,12 @@ from activities.azure_storage import EVIDENCE_CONTAINER, blob_service_from_conne
 from activities.evidence import evidence_blob_name
 from activities.pg_server import scratch_database_name
 from devstack.demo_tenants import DemoFiles, prepare_tenants, write_demo_files
+from devstack.fleet import start_fleet, stop_fleet
+from devstack.ports import free_port
 from devstack.process import ManagedProcess
-from devstack.stack import DEMO_WORK_ITEM, StackPorts
-from tests.conftest import RUN_PREFIX
+from devstack.services import azurite, http_doubles, kubernetes_double, temporal_dev_server
+from devstack.stack import DEMO_WORK_ITEM, StackPorts, stack_environment
+from tests.conftest import RUN_PREFIX, drop_database
 
 FINRELEASE = str(Path(sys.executable).parent / "finrelease")
 NEW_IMAGE = (
@@ -48,6 +52,54 @@ T = TypeVar("T")
 
 def database_of(tenant: str) -> str:
     return f"{RUN_PREFIX}odoo_{tenant}"
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, admin_dsn: str) -> Iterator[Stack]:
+    """The real services, the HTTP doubles and the five workers under `root`; all stopped
+    and this run's tenant databases dropped afterwards (used by the e2e tests and bench)."""
+    ports = StackPorts(**{name: free_port() for name in StackPorts.__dataclass_fields__})
+    databases = {
+        name: psycopg.conninfo.make_conninfo(admin_dsn, dbname=database_of(name))
+        for name in TENANTS
+    }
+    services: list[ManagedProcess] = [
+        temporal_dev_server(root, ports.temporal, ports.ui),
+        azurite(root, ports.azurite),
+        kubernetes_double(root, ports.kubernetes),
+        http_doubles(root, ports.doubles, databases, list(WORK_ITEMS)),
+    ]
+    env = {**os.environ, **stack_environment(root, ports, admin_dsn)}
+    for name in TENANTS:
+        env[f"FINRELEASE_SMOKE_{name.upper()}_USER"] = "smoke"
+        env[f"FINRELEASE_SMOKE_{name.upper()}_PASSWORD"] = "smoke"
+    workers: list[ManagedProcess] = []
+    try:
+        for service in services:
+            service.start(timeout=90)
+        workers = start_fleet(root, env)
+        yield Stack(
+            root=root,
+            ports=ports,
+            env=env,
+            admin_dsn=admin_dsn,
+            temporal=services[0],
+            workers={w.name.removeprefix("worker-"): w for w in workers},
+        )
+    finally:
+        stop_fleet(workers)
+        for service in reversed(services):
+            service.stop()
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            leftovers = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                    (f"{RUN_PREFIX}odoo_",),
+                ).fetchall()
+            ]
+        for name in leftovers:
+            drop_database(admin_dsn, name)
 
 
 @dataclass
