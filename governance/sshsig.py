@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from governance.quoting import quoted
 from governance.sshwire import Reader, WireError, mpint, string
 
 NAMESPACE = "finrelease"
@@ -86,7 +87,7 @@ class PublicKey:
         key = cls.from_blob(blob)
         if key.key_type != fields[0]:
             raise MalformedSignature(
-                f"public key: declared {_short(fields[0])} but encodes {key.key_type}"
+                f"public key: declared {quoted(fields[0])} but encodes {key.key_type}"
             )
         return key
 
@@ -98,7 +99,7 @@ class PublicKey:
             key_type = reader.text()
             if key_type not in KEY_TYPES:
                 raise MalformedSignature(
-                    f"public key: type {_short(key_type)} not supported; use one of "
+                    f"public key: type {quoted(key_type)} not supported; use one of "
                     + ", ".join(KEY_TYPES)
                 )
             if key_type == ECDSA_P256:
@@ -251,11 +252,11 @@ def verify(message: bytes, armored: str, namespace: str = NAMESPACE) -> PublicKe
     signature = parse_signature(armored)
     if signature.namespace != namespace:
         raise BadSignature(
-            f"signature made for namespace {_short(signature.namespace)}, not {namespace!r}"
+            f"signature made for namespace {quoted(signature.namespace)}, not {namespace!r}"
         )
     if signature.hash_algorithm != HASH_ALGORITHM:
         raise BadSignature(
-            f"signature hashes with {_short(signature.hash_algorithm)}, not {HASH_ALGORITHM}"
+            f"signature hashes with {quoted(signature.hash_algorithm)}, not {HASH_ALGORITHM}"
         )
     signature.public_key.verify(signature.ssh_signature, signed_data(message, namespace))
     return signature.public_key
@@ -322,12 +323,6 @@ def allowed_signers(entries: Iterable[tuple[str, PublicKey]], namespace: str = N
     lines = []
     for identity, key in entries:
         if not _PRINCIPAL.match(identity) or len(identity) > 254:
-            raise ValueError(f"identity {_short(identity)}: not usable as an allowed_signers name")
+            raise ValueError(f"identity {quoted(identity)}: not usable as an allowed_signers name")
         lines.append(f'{identity} namespaces="{namespace}" {key.openssh()}')
     return "".join(line + "\n" for line in lines)
-
-
-def _short(value: object, limit: int = 40) -> str:
-    """A user value quoted for an error message: repr (escapes controls), at most `limit`."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
