@@ -164,9 +164,9 @@ class PublicKey:
                 )
             sig.done()
             ed25519.Ed25519PublicKey.from_public_bytes(raw).verify(signature, data)
-        except (WireError, InvalidSignature, ValueError) as exc:
-            if isinstance(exc, BadSignature):
-                raise
+        except BadSignature:
+            raise
+        except (WireError, InvalidSignature, ValueError):
             raise BadSignature("signature does not verify with its public key") from None
 
 
@@ -198,8 +198,8 @@ class Signature:
 
 
 def signed_data(message: bytes, namespace: str = NAMESPACE) -> bytes:
-    """What the key signs for `message` (PROTOCOL.sshsig section 3); a Key Vault signer signs
-    these bytes (ES256 hashes them with SHA-256 itself)."""
+    """What the key signs for `message` (PROTOCOL.sshsig section 3). ecdsa-sha2-nistp256 signs
+    their SHA-256 (RFC 5656 6.2.1): Key Vault's ES256 `sign` takes that digest."""
     digest = hashlib.sha512(message).digest()
     return (
         _MAGIC
@@ -306,8 +306,8 @@ def sign(message: bytes, key: SigningKey, namespace: str = NAMESPACE) -> str:
 
 
 def ecdsa_signature_from_raw(public_key: PublicKey, raw: bytes, namespace: str = NAMESPACE) -> str:
-    """Armor a P-256 signature given as r||s (64 bytes, what Key Vault's ES256 returns)
-    over `signed_data(message)`."""
+    """Armor a P-256 signature given as r||s (64 bytes, what Key Vault's ES256 returns) made
+    over sha256(`signed_data(message)`)."""
     if public_key.key_type != ECDSA_P256 or len(raw) != 64:
         raise MalformedSignature("an ES256 signature is 64 bytes r||s from a P-256 key")
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")

@@ -1,4 +1,4 @@
-"""`finrelease governance pack|sign|verify|show|allowed-signers` and `finrelease sign-statement`.
+"""`finrelease governance pack|sign|verify|show|allowed-signers|digest` and `finrelease sign-statement`.
 
 Thin: read files, call `governance.bundle` / `governance.statements`, print escaped text.
 Exit codes: 0 ok, 1 refused (too few administrators signed), 2 invalid input or usage.
@@ -9,6 +9,7 @@ and never printed; for a key in ssh-agent or on a FIDO token, write the statemen
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +22,12 @@ from governance.bundle import BundleRefused, pack_bundle, parse_bundle, sign_bun
 from governance.documents import load_yaml, parse_duration
 from governance.problems import ValidationFailed
 from governance.quoting import printable
+from governance.release_digest import release_digest, release_manifest
+from governance.spec import parse_spec
 from governance.sshsig import MalformedSignature
 from governance.statements import KINDS, StatementRefused, make_statement, sign_statement
 from governance.trust import TrustRoot, parse_trust_root
+from starter.governance_cli import read_migrations
 from starter.identity import IdentityMissing, resolve_actor
 
 OK, FAILED, INVALID = 0, 1, 2
@@ -192,6 +196,41 @@ def export_allowed_signers(bundle: Annotated[Path, typer.Argument(help="bundle f
         typer.echo(sshsig.allowed_signers(entries), nl=False)
     except ValueError as exc:
         _fail(str(exc))
+
+
+@governance_app.command("digest")
+def digest(
+    spec: Annotated[Path, typer.Argument(help="release.yaml (migrations relative to it)")],
+    bundle: Annotated[Path, typer.Option(help="the governance bundle the release runs under")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole manifest")] = False,
+) -> None:
+    """The release digest approvers sign, and what it covers; check it before you sign."""
+    parsed = parse_bundle(_bundle_bytes(bundle))
+    try:
+        release = parse_spec(_read_text(spec), parsed.inventory, parsed.policy, parsed.calendars)
+    except ValidationFailed as exc:
+        _fail(f"{spec}: " + "; ".join(str(p) for p in exc.problems[:10]))
+    errors: list[str] = []
+    scripts = read_migrations(spec, release, errors)
+    if errors:
+        _fail("; ".join(errors))
+    contents = [(script.name, script.sql) for script in scripts]
+    manifest = release_manifest(release, contents, parsed)
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2, ensure_ascii=True))
+    else:
+        typer.echo(f"release {release.release_id} ({release.risk}), spec sha256 {release.sha256}")
+        typer.echo(f"image {printable(release.image)}")
+        for item in manifest["migrations"]:
+            typer.echo(f"migration {printable(item['name'])} sha256 {item['sha256']}")
+        for name, tenants in release.waves():
+            typer.echo(f"wave {printable(name)}: {', '.join(tenants)}")
+        for name, sha in manifest["calendars"].items():
+            typer.echo(f"calendar {printable(name)} sha256 {sha}")
+        typer.echo(
+            f"policy sha256 {manifest['policy_sha256']}, keys sha256 {manifest['members_sha256']}"
+        )
+    typer.echo(f"digest: {release_digest(release, contents, parsed)}")
 
 
 # --- statements ------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 from governance import sshsig
 from governance.sshsig import BadSignature, MalformedSignature, PublicKey
@@ -175,17 +176,21 @@ def test_fido_signature_without_user_presence_is_refused():
 
 
 def test_key_vault_style_raw_p256_signature_is_accepted_by_ssh_keygen(tmp_path):
-    """A Key Vault ES256 key returns r||s over the bytes it is given."""
+    """Key Vault's ES256 `sign(algorithm, digest)` takes a SHA-256 digest, returns r||s."""
+
+    def key_vault_sign(digest: bytes) -> bytes:
+        der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
     key = ec.generate_private_key(ec.SECP256R1())
     public = sshsig.public_key_of(key)
-    r, s = decode_dss_signature(
-        key.sign(sshsig.signed_data(MESSAGE), ec.ECDSA(sshsig.hashes.SHA256()))
-    )
-    signature = sshsig.ecdsa_signature_from_raw(
-        public, r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    )
+    raw = key_vault_sign(hashlib.sha256(sshsig.signed_data(MESSAGE)).digest())
+    signature = sshsig.ecdsa_signature_from_raw(public, raw)
     assert sshsig.verify(MESSAGE, signature) == public
     assert keygen_verifies(tmp_path, "pipeline@example.com", public, signature, MESSAGE)
+    with pytest.raises(MalformedSignature, match="64 bytes"):
+        sshsig.ecdsa_signature_from_raw(public, raw[:63])
 
 
 @pytest.mark.parametrize(

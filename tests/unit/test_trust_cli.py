@@ -221,3 +221,28 @@ def test_sign_statement_refuses_bad_input_naming_the_field(tmp_path, args, messa
     assert message in result.stderr
     assert "\x1b" not in result.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_digest_shows_what_an_approver_signs_and_follows_the_migration_content(world, tmp_path):
+    from governance.release_digest import release_digest
+    from governance.spec import parse_spec
+
+    spec = tmp_path / "release.yaml"
+    shutil.copy(EXAMPLES / "release.yaml", spec)
+    (tmp_path / "migrations").mkdir()
+    script = tmp_path / "migrations" / "042_fix_tax_tags.sql"
+    script.write_text("UPDATE account_tax SET active = true;\n")
+
+    def digest() -> str:
+        result = finrelease("governance", "digest", spec, "--bundle", world / "bundle.json")
+        assert result.returncode == 0, result.stderr
+        assert "wave canary: berlin" in result.stdout
+        assert "calendar berlin sha256 " in result.stdout
+        return result.stdout.strip().splitlines()[-1].removeprefix("digest: ")
+
+    first = digest()
+    bundle = parse_bundle((world / "bundle.json").read_bytes())
+    release = parse_spec(spec.read_text(), bundle.inventory, bundle.policy, bundle.calendars)
+    assert first == release_digest(release, [(release.migrations[0], script.read_text())], bundle)
+    script.write_text("UPDATE account_tax SET active = false;\n")
+    assert digest() != first
