@@ -305,6 +305,14 @@ def sign(message: bytes, key: SigningKey, namespace: str = NAMESPACE) -> str:
     return Signature(public, namespace, HASH_ALGORITHM, ssh_signature).armored()
 
 
+def p256_public_key(x: bytes, y: bytes) -> PublicKey:
+    """The ecdsa-sha2-nistp256 key with these coordinates (a JWK's `x` and `y`, 32 bytes each)."""
+    if len(x) != 32 or len(y) != 32:
+        raise MalformedSignature("public key: P-256 coordinates are 32 bytes each")
+    point = b"\x04" + x + y
+    return PublicKey.from_blob(string(ECDSA_P256.encode()) + string(b"nistp256") + string(point))
+
+
 def ecdsa_signature_from_raw(public_key: PublicKey, raw: bytes, namespace: str = NAMESPACE) -> str:
     """Armor a P-256 signature given as r||s (64 bytes, what Key Vault's ES256 returns) made
     over sha256(`signed_data(message)`)."""

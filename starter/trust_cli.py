@@ -3,7 +3,7 @@
 Thin: read files, call `governance.bundle` / `governance.statements`, print escaped text.
 Exit codes: 0 ok, 1 refused (too few administrators signed), 2 invalid input or usage.
 Private keys are read from `--key FILE` (unencrypted OpenSSH or PKCS#8, Ed25519 or P-256)
-and never printed; for a key in ssh-agent or on a FIDO token, write the statement without
+and never printed, or stay in Azure Key Vault (`--key-vault KEY_ID`, EC P-256); for a key in ssh-agent or on a FIDO token, write the statement without
 `--key` and sign it with `ssh-keygen -Y sign -n finrelease -f KEY.pub FILE`.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -18,14 +19,14 @@ from typing import Annotated, NoReturn
 import typer
 
 from governance import sshsig
-from governance.bundle import BundleRefused, pack_bundle, parse_bundle, sign_bundle, verify_bundle
+from governance.bundle import BundleRefused, pack_bundle, parse_bundle, verify_bundle
 from governance.documents import load_yaml, parse_duration
 from governance.problems import ValidationFailed
 from governance.quoting import printable
 from governance.release_digest import release_digest, release_manifest
 from governance.spec import parse_spec
 from governance.sshsig import MalformedSignature
-from governance.statements import KINDS, StatementRefused, make_statement, sign_statement
+from governance.statements import KINDS, StatementRefused, make_statement
 from governance.trust import TrustRoot, parse_trust_root
 from starter.governance_cli import read_migrations
 from starter.identity import IdentityMissing, resolve_actor
@@ -72,6 +73,25 @@ def _key(path: Path) -> sshsig.SigningKey:
         return sshsig.load_private_key(_read_bytes(path))
     except MalformedSignature as exc:
         _fail(f"{path}: {exc}")
+
+
+def _signer(key: Path | None, key_vault: str | None) -> Callable[[bytes], str] | None:
+    """How to sign: a key file, a Key Vault key (ES256), or neither (sign with ssh-keygen)."""
+    if key is not None and key_vault is not None:
+        _fail("--key and --key-vault: pass one of them")
+    if key is not None:
+        signing_key = _key(key)
+        return lambda message: sshsig.sign(message, signing_key)
+    if key_vault is not None:
+        from starter.key_vault import open_key_vault_signer
+
+        try:
+            return open_key_vault_signer(key_vault).sign
+        except MalformedSignature as exc:
+            _fail(str(exc))
+        except Exception as exc:  # the Azure SDK's errors; its message carries no secret
+            _fail(f"--key-vault: {type(exc).__name__}: {str(exc)[:200]}")
+    return None
 
 
 def _bundle_bytes(path: Path) -> bytes:
@@ -128,17 +148,21 @@ def pack(
 @governance_app.command("sign")
 def sign(
     bundle: Annotated[Path, typer.Argument(help="bundle file")],
-    key: Annotated[Path, typer.Option(help="the administrator's private key file")],
+    key: Annotated[Path | None, typer.Option(help="the administrator's private key file")] = None,
+    key_vault: Annotated[str | None, typer.Option(help="or a Key Vault key id (EC P-256)")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="default BUNDLE.sig")
     ] = None,
 ) -> None:
     """Sign a bundle as one governance administrator (same as ssh-keygen -Y sign -n finrelease)."""
     data = _bundle_bytes(bundle)
-    signing_key = _key(key)
+    signer = _signer(key, key_vault)
+    if signer is None:
+        _fail("--key or --key-vault: how to sign (or run ssh-keygen -Y sign -n finrelease)")
     target = output or bundle.with_name(bundle.name + ".sig")
-    _write(target, sign_bundle(data, signing_key))
-    fingerprint = sshsig.public_key_of(signing_key).fingerprint
+    signature = signer(data)
+    _write(target, signature)
+    fingerprint = sshsig.parse_signature(signature).public_key.fingerprint
     typer.echo(f"signed {parse_bundle(data).digest} with {fingerprint}: {target}")
 
 
@@ -244,6 +268,7 @@ def sign_statement_command(
     key: Annotated[
         Path | None, typer.Option(help="private key; omit to sign with ssh-keygen")
     ] = None,
+    key_vault: Annotated[str | None, typer.Option(help="or a Key Vault key id (EC P-256)")] = None,
     actor: Annotated[str | None, typer.Option("--as", help="you, as the policy names you")] = None,
     role: Annotated[
         str | None, typer.Option(help="approve | reject | retro_approve | break_glass")
@@ -256,10 +281,11 @@ def sign_statement_command(
 ) -> None:
     """Write a signed statement of one action (approve, promote, ...) for the workflow."""
     try:
-        signer = resolve_actor(actor)
+        identity = resolve_actor(actor)
         valid_for = parse_duration(lifetime)
     except (IdentityMissing, ValueError) as exc:
         _fail(str(exc))
+    sign = _signer(key, key_vault)
     if not timedelta(0) < valid_for <= MAX_LIFETIME:
         _fail(f"--lifetime: must be longer than 0s and at most 24h, not {lifetime!r}")
     extra = {
@@ -272,7 +298,7 @@ def sign_statement_command(
             kind,
             release_id=release,
             bundle_digest=digest,
-            signer=signer,
+            signer=identity,
             issued_at=datetime.now(UTC),
             lifetime=valid_for,
             nonce=secrets.token_hex(16),
@@ -282,11 +308,11 @@ def sign_statement_command(
     except StatementRefused as exc:
         _fail(str(exc))
     _write(out, statement.canonical())
-    if key is None:
+    if sign is None:
         typer.echo(f"statement {out}; sign it with: ssh-keygen -Y sign -n finrelease -f KEY {out}")
         return
     signature = out.with_name(out.name + ".sig")
-    _write(signature, sign_statement(statement, _key(key)))
+    _write(signature, sign(statement.canonical()))
     typer.echo(
         f"statement {out}, signature {signature}, expires {statement.as_json()['expires_at']}"
     )

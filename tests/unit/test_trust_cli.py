@@ -207,6 +207,19 @@ def test_statement_without_key_is_signed_by_ssh_keygen_for_agent_and_fido_keys(w
             "--lifetime: must be",
         ),
         (["--digest", DIGEST, "--as", "carol\x1b[2J@example.com"], "signer: 1-254 characters"),
+        (
+            [
+                "--digest",
+                DIGEST,
+                "--as",
+                "carol@example.com",
+                "--key",
+                "k",
+                "--key-vault",
+                "https://v.vault.azure.net/keys/k",
+            ],
+            "--key and --key-vault: pass one of them",
+        ),
     ],
 )
 def test_sign_statement_refuses_bad_input_naming_the_field(tmp_path, args, message):
