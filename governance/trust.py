@@ -111,13 +111,18 @@ def key_map(value: Any, path: str, problems: Problems) -> dict[str, tuple[Public
 
 
 def check_identity(identity: str, path: str, problems: Problems) -> bool:
-    """1-254 printable characters, no spaces, controls or invisible characters."""
+    """Record the problem with `identity`, if any; True when it is usable."""
+    problem = identity_problem(identity)
+    if problem:
+        problems.add(path, problem)
+    return problem is None
+
+
+def identity_problem(identity: str) -> str | None:
+    """Why `identity` cannot name a person or service (1-254 printable characters, no spaces,
+    controls or invisible characters), or None."""
     if not 0 < len(identity) <= MAX_IDENTITY_CHARS:
-        problems.add(path, f"an identity has 1 to {MAX_IDENTITY_CHARS} characters")
-        return False
+        return f"an identity has 1 to {MAX_IDENTITY_CHARS} characters"
     if _UNPRINTABLE.search(identity):
-        problems.add(
-            path, f"identity {quoted(identity)} contains a space, control or invisible character"
-        )
-        return False
-    return True
+        return f"identity {quoted(identity)} contains a space, control or invisible character"
+    return None

@@ -138,6 +138,8 @@ def test_a_signer_with_several_keys_may_use_any_of_them():
         ({"signer": "x" * 255}, "signer"),
         ({"signer": "carol\n@example.com"}, "signer"),
         ({"signer": "carol\x1b[31m"}, "signer"),
+        ({"signer": "bob smith@example.com"}, "signer"),
+        ({"signer": "carol\u202e@example.com"}, "signer"),
         ({"comment": "é" * 1025}, "comment"),
         ({"bundle_digest": "AB" * 32}, "bundle_digest"),
         ({"nonce": "short"}, "nonce"),
