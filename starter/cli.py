@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from starter import release_cli
+from starter import release_cli, trust_cli
 from starter.evidence_cli import evidence_app
 from starter.governance_cli import calendar_app, spec_app
 
@@ -17,6 +17,7 @@ app.add_typer(spec_app, name="spec")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(evidence_app, name="evidence")
 release_cli.register(app)
+trust_cli.register(app)
 
 
 @app.command("worker")
