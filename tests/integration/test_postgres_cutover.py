@@ -1,0 +1,227 @@
+"""The cutover on a real PostgreSQL: Odoo's role is shut out while finrelease works, the
+restore point is exact and single, the swap back loses nothing, reopening restores the ACL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.pg_cutover import replaced_name, restore_point_name
+from devstack.odoo_seed import seed_odoo_database
+from tests import conftest as shared
+from tests.integration.conftest import tenant_on
+from tests.integration.odoo_poster import Poster
+from workflows.contracts import CutoverRequest, ErrorType, MigrationRequest, MigrationScript
+
+RELEASE = "rel-2026-cutover"
+
+
+@dataclass(frozen=True)
+class OdooDatabase:
+    name: str
+    role: str
+    odoo_dsn: str  # as the Odoo role (no superuser), as Odoo itself connects
+    admin_dsn: str
+
+
+@pytest.fixture
+def odoo_db(pg_admin_dsn: str) -> Iterator[OdooDatabase]:
+    """A seeded tenant database owned by a non-superuser Odoo role, as Odoo creates them."""
+    name = shared.test_database_name("cut")
+    role = f"{shared.RUN_PREFIX}odoo_{name[-6:]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    odoo_dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=name, user=role)
+    seed_odoo_database(odoo_dsn, entries=40, seed=5)
+    try:
+        yield OdooDatabase(name, role, odoo_dsn, pg_admin_dsn)
+    finally:
+        for db in (name, restore_point_name(name, RELEASE), replaced_name(name, RELEASE)):
+            with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def request(db: OdooDatabase, grace: float = 0.5) -> CutoverRequest:
+    return CutoverRequest(RELEASE, tenant_on(db.name), grace_seconds=grace)
+
+
+def acl(admin_dsn: str, database: str) -> list[tuple[str, str]]:
+    with psycopg.connect(admin_dsn) as conn:
+        rows = conn.execute(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
+            "a.privilege_type FROM pg_database d, "
+            "aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+            "WHERE d.datname = %s ORDER BY 1, 2",
+            (database,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+def moves(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM account_move")}
+
+
+def can_connect(dsn: str) -> bool:
+    try:
+        psycopg.connect(dsn, connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def admin_on(db: OdooDatabase, database: str) -> str:
+    return psycopg.conninfo.make_conninfo(db.admin_dsn, dbname=database)
+
+
+async def test_closed_database_refuses_the_odoo_role_and_reopens_with_the_same_acl(
+    postgres, odoo_db
+):
+    env = ActivityEnvironment()
+    before = acl(odoo_db.admin_dsn, odoo_db.name)
+    with Poster(odoo_db.odoo_dsn) as poster:
+        poster.wait_for(5)
+        closed = await env.run(postgres.close_database, request(odoo_db))
+        landed = moves(admin_on(odoo_db, odoo_db.name))
+        refused_so_far = len(poster.refusals)
+        await asyncio.sleep(0.6)  # the poster keeps trying while the database is closed
+        assert moves(admin_on(odoo_db, odoo_db.name)) == landed  # not one write got in
+        assert len(poster.refusals) > refused_so_far
+        assert "CONNECT privilege" in poster.refusals[-1] or "permission" in poster.refusals[-1]
+        assert not can_connect(odoo_db.odoo_dsn)
+        assert can_connect(admin_on(odoo_db, odoo_db.name))  # finrelease still gets in
+        assert set(closed.revoked_from) == {"PUBLIC", odoo_db.role}
+        assert closed.terminated == 1  # the poster's open connection, after the grace period
+
+        again = await env.run(postgres.close_database, request(odoo_db))
+        assert again.revoked_from == closed.revoked_from  # a retry remembers the first
+
+        reopened = await env.run(postgres.reopen_database, request(odoo_db))
+        assert sorted(reopened.granted_to) == sorted(closed.revoked_from)
+        poster.wait_for(len(poster.committed) + 3)
+    assert acl(odoo_db.admin_dsn, odoo_db.name) == before
+    assert set(poster.committed) <= moves(admin_on(odoo_db, odoo_db.name))
+    assert (await env.run(postgres.reopen_database, request(odoo_db))).granted_to == []
+
+
+async def test_an_idle_odoo_session_gets_the_grace_period_then_is_terminated(postgres, odoo_db):
+    idle = psycopg.connect(odoo_db.odoo_dsn)
+    try:
+        started = time.monotonic()
+        closed = await ActivityEnvironment().run(postgres.close_database, request(odoo_db, 1.0))
+        assert time.monotonic() - started >= 1.0
+        assert closed.terminated == 1
+        with pytest.raises(psycopg.OperationalError):
+            idle.execute("SELECT 1")
+    finally:
+        idle.close()
+
+
+async def test_a_session_that_ends_within_the_grace_period_is_not_terminated(postgres, odoo_db):
+    short = psycopg.connect(odoo_db.odoo_dsn)
+    env = ActivityEnvironment()
+    threading.Timer(0.3, short.close).start()
+    closed = await env.run(postgres.close_database, request(odoo_db, 5.0))
+    assert closed.terminated == 0
+
+
+async def test_negative_grace_is_refused_before_anything_changes(postgres, odoo_db):
+    before = acl(odoo_db.admin_dsn, odoo_db.name)
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(postgres.close_database, request(odoo_db, -1))
+    assert failure.value.type == ErrorType.INVALID_RELEASE and failure.value.non_retryable
+    assert "grace_seconds" in failure.value.message
+    assert acl(odoo_db.admin_dsn, odoo_db.name) == before
+
+
+async def test_restore_point_is_taken_once_and_never_accepts_connections(postgres, odoo_db):
+    env = ActivityEnvironment()
+    await env.run(postgres.close_database, request(odoo_db))
+    first = await env.run(postgres.take_restore_point, request(odoo_db))
+    second = await env.run(postgres.take_restore_point, request(odoo_db))
+    assert (first.reused, second.reused) == (False, True)
+    assert first.name == second.name == restore_point_name(odoo_db.name, RELEASE)
+    with psycopg.connect(odoo_db.admin_dsn) as conn:
+        rows = conn.execute(
+            "SELECT datname, datallowconn, pg_get_userbyid(datdba) FROM pg_database "
+            "WHERE starts_with(datname, %s)",
+            (f"{odoo_db.name}_",),
+        ).fetchall()
+    assert rows == [(first.name, False, odoo_db.role)]
+    assert not can_connect(admin_on(odoo_db, first.name))  # not even a superuser
+
+
+async def test_rollback_before_reopen_swaps_back_by_rename_with_zero_lost_rows(postgres, odoo_db):
+    env = ActivityEnvironment()
+    before_acl = acl(odoo_db.admin_dsn, odoo_db.name)
+    finrelease = admin_on(odoo_db, odoo_db.name)
+    migration = "ALTER TABLE account_move ADD COLUMN release_marker int; UPDATE account_move SET release_marker = 1;"
+    script = MigrationScript(
+        "001_marker.sql", migration, hashlib.sha256(migration.encode()).hexdigest()
+    )
+    with Poster(odoo_db.odoo_dsn) as poster:
+        poster.wait_for(10)
+        await env.run(postgres.close_database, request(odoo_db))
+        committed_before_maintenance = list(poster.committed)
+        point = await env.run(postgres.take_restore_point, request(odoo_db))
+        await env.run(
+            postgres.migrate_database, MigrationRequest(RELEASE, tenant_on(odoo_db.name), [script])
+        )
+        swapped = await env.run(postgres.swap_to_restore_point, request(odoo_db))
+        swapped_again = await env.run(postgres.swap_to_restore_point, request(odoo_db))
+        assert swapped == swapped_again
+        assert not can_connect(odoo_db.odoo_dsn)  # the swapped-in copy is still closed
+        await env.run(postgres.reopen_database, request(odoo_db))
+        poster.wait_for(len(poster.committed) + 3)
+    kept = replaced_name(odoo_db.name, RELEASE)
+    assert swapped.kept_database == kept
+    assert set(committed_before_maintenance) <= moves(finrelease)
+    assert set(poster.committed) <= moves(finrelease)  # also what came after reopening
+    with psycopg.connect(finrelease) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'account_move' AND column_name = 'release_marker'"
+        ).fetchall()
+    assert columns == []  # the migrated schema is gone
+    with psycopg.connect(odoo_db.admin_dsn) as conn:
+        names = dict(
+            conn.execute(
+                "SELECT datname, datallowconn FROM pg_database WHERE starts_with(datname, %s)",
+                (odoo_db.name,),
+            ).fetchall()
+        )
+    assert names == {odoo_db.name: True, kept: False}  # the restore point became the tenant
+    assert point.name not in names
+    assert acl(odoo_db.admin_dsn, odoo_db.name) == before_acl
+
+
+async def test_a_swap_interrupted_after_the_first_rename_is_finished(postgres, odoo_db):
+    env = ActivityEnvironment()
+    await env.run(postgres.close_database, request(odoo_db))
+    await env.run(postgres.take_restore_point, request(odoo_db))
+    with psycopg.connect(odoo_db.admin_dsn, autocommit=True) as admin:  # the crash left this
+        admin.execute(
+            f'ALTER DATABASE "{odoo_db.name}" RENAME TO "{replaced_name(odoo_db.name, RELEASE)}"'
+        )
+    await env.run(postgres.swap_to_restore_point, request(odoo_db))
+    await env.run(postgres.reopen_database, request(odoo_db))
+    assert can_connect(odoo_db.odoo_dsn)
+
+
+async def test_swap_without_a_restore_point_is_refused_and_touches_nothing(postgres, odoo_db):
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(postgres.swap_to_restore_point, request(odoo_db))
+    assert failure.value.type == ErrorType.NOT_FOUND and failure.value.non_retryable
+    assert can_connect(odoo_db.odoo_dsn)
