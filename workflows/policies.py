@@ -65,6 +65,12 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.MIGRATE_DATABASE: ActivityPolicy(timedelta(hours=1), heartbeat=_ALIVE, max_attempts=5),
     Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(30 * _MINUTE, heartbeat=_ALIVE, max_attempts=5),
     Activity.RESTORE_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=5),
+    # cutover: the close waits out the grace period; a restore point copies the whole database
+    Activity.CLOSE_DATABASE: ActivityPolicy(15 * _MINUTE, max_attempts=10),
+    Activity.TAKE_RESTORE_POINT: ActivityPolicy(timedelta(hours=1), max_attempts=5),
+    Activity.SWAP_TO_RESTORE_POINT: ActivityPolicy(5 * _MINUTE, max_attempts=20),
+    Activity.REOPEN_DATABASE: ActivityPolicy(_MINUTE, max_attempts=20),
+    Activity.DROP_RESTORE_POINT: ActivityPolicy(10 * _MINUTE, max_attempts=10),
     Activity.READ_RUNNING_STATE: _SHORT,
     Activity.SET_MAINTENANCE: _SHORT,
     Activity.RUN_MODULE_UPDATE: ActivityPolicy(
