@@ -1,6 +1,8 @@
 """Compensation of one tenant: undo what the rollout did, in reverse order, and say so.
 
-Previous image back; then, if the migration or module update touched the database, count
+Before the tenant was reopened, nobody could write: the cutover swaps the restore point
+back in, then the previous image, then reopens (`Cutover.roll_back`). After reopening:
+previous image back; then, if the migration or module update touched the database, count
 the journal entries written since the backup. None: restore the verified backup (the
 replaced database is kept, renamed). Some: restoring would lose posted accounting data,
 so they are exported and an operator decides (`restore` or `fix_forward`). Finally the
@@ -25,6 +27,7 @@ from workflows.contracts import (
     SmokeRequest,
     StateRestore,
 )
+from workflows.cutover import Cutover
 from workflows.tenant_messages import RollbackPackage, TenantOrder, TenantPhase
 
 if TYPE_CHECKING:
@@ -44,12 +47,12 @@ class Compensation:
         order, package, tenant = self._order, self._package, self._order.tenant
         state = TenantPhase.ROLLED_BACK
         try:
-            if package.image_changed and package.state is not None:
-                restore = StateRestore(order.release_id, tenant, package.state)
-                await self._call(Activity.RESTORE_RUNNING_STATE, restore, RolloutStatus)
-                self._record("image_restored", {"image": self._image_before()})
-            if package.migrated and package.backup is not None:
-                state = await self._restore_database()
+            if package.in_maintenance and not package.reopened:
+                await Cutover(self._rollout, order, package).roll_back()
+            else:
+                await self._roll_back_after_reopening()
+                if package.migrated and package.backup is not None:
+                    state = await self._restore_database()
             if package.image_changed or package.migrated:
                 smoke = SmokeRequest(order.release_id, tenant, order.smoke, package.snapshot)
                 report: SmokeReport = await self._call(
@@ -67,6 +70,13 @@ class Compensation:
             return TenantPhase.COMPENSATION_FAILED
         self._record("compensated", {"state": state, "reason": reason})
         return state
+
+    async def _roll_back_after_reopening(self) -> None:
+        order, package = self._order, self._package
+        if package.image_changed and package.state is not None:
+            restore = StateRestore(order.release_id, order.tenant, package.state)
+            await self._call(Activity.RESTORE_RUNNING_STATE, restore, RolloutStatus)
+            self._record("image_restored", {"image": self._image_before()})
 
     async def _restore_database(self) -> str:
         order, tenant, backup = self._order, self._order.tenant, self._package.backup

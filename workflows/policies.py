@@ -72,7 +72,8 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.REOPEN_DATABASE: ActivityPolicy(_MINUTE, max_attempts=20),
     Activity.DROP_RESTORE_POINT: ActivityPolicy(10 * _MINUTE, max_attempts=10),
     Activity.READ_RUNNING_STATE: _SHORT,
-    Activity.SET_MAINTENANCE: _SHORT,
+    # waits until the workloads are down (or rolled out again with the new image)
+    Activity.SET_MAINTENANCE: ActivityPolicy(30 * _MINUTE, max_attempts=10),
     Activity.RUN_MODULE_UPDATE: ActivityPolicy(
         timedelta(hours=1), heartbeat=_ALIVE, max_attempts=3
     ),
