@@ -233,3 +233,80 @@ async def _retry_in_use(admin: psycopg.AsyncConnection[Any], database: str, acti
             await admin.execute(terminate, (database,))
             await asyncio.sleep(_POLL_SECONDS)
     raise ApplicationError(f"database {database} stayed in use", type=ErrorType.DATABASE_IN_USE)
+
+
+# ---------------------------------------------------------------- writes since reopening
+
+WATERMARK_TABLE = "finrelease_write_watermark"
+_WATERMARK_DDL = f"""
+CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} (
+    release_id varchar PRIMARY KEY,
+    counters jsonb NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+# Rows inserted, updated or deleted per user table, from the cumulative statistics. Why these
+# and not an xmin/txid watermark: a deleted row leaves no xmin to find, and scanning every
+# table's xmin is a full read of the database; the counters cost one catalog query. They are
+# safe in one direction only, which is the one a rollback needs: backends flush them after a
+# commit (at most once per PGSTAT_MIN_INTERVAL, 1 s) and at exit (pgstat.c,
+# postgres/postgres src/backend/utils/activity/pgstat.c), so they are read after the close has
+# ended every Odoo session; aborted writes count too (a false "written", never a missed one);
+# a reset or a crash discards them (pgstat.c: "unless preceded by a crash"), which shows as a
+# counter going down and is reported as "unknown". TRUNCATE is not counted (Odoo does not
+# truncate business tables).
+_COUNTERS = """
+SELECT schemaname || '.' || relname, n_tup_ins + n_tup_upd + n_tup_del
+FROM pg_stat_user_tables WHERE NOT starts_with(relname, 'finrelease_')
+"""
+
+
+async def _counters(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    await conn.execute("SELECT pg_stat_clear_snapshot()")  # no cached stats snapshot
+    rows = await (await conn.execute(_COUNTERS)).fetchall()
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def _settled_counters(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """Counters once two reads 0.5 s apart agree (at most ~5 s): a terminated backend leaves
+    pg_stat_activity just before its exit hook flushes its last counts (both are
+    before_shmem_exit callbacks, run in reverse order of registration)."""
+    now = await _counters(conn)
+    for _ in range(10):
+        await asyncio.sleep(0.5)
+        again = await _counters(conn)
+        if again == now:
+            break
+        now = again
+    return now
+
+
+async def take_write_watermark(server: PgServer, release_id: str, database: str) -> int:
+    """Record the write counters of every user table; a retry keeps the first (earlier) one."""
+    async with await server.connect(database) as conn, conn.transaction():
+        await conn.execute(_WATERMARK_DDL)
+        counters = await _counters(conn)
+        await conn.execute(
+            f"INSERT INTO {WATERMARK_TABLE} (release_id, counters) VALUES (%s, %s) "
+            "ON CONFLICT (release_id) DO NOTHING",
+            (release_id, json.dumps(counters)),
+        )
+    return len(counters)
+
+
+async def writes_since_watermark(
+    server: PgServer, release_id: str, database: str
+) -> tuple[bool, dict[str, int]]:
+    """(known, rows written per table since the watermark). Unknown: no watermark, or the
+    statistics were reset since (a counter went down)."""
+    async with await server.connect(database) as conn, conn.transaction():
+        await conn.execute(_WATERMARK_DDL)
+        query = f"SELECT counters FROM {WATERMARK_TABLE} WHERE release_id = %s"
+        rows = await (await conn.execute(query, (release_id,))).fetchall()
+        now = await _settled_counters(conn)
+    if not rows:
+        return False, {}
+    then: dict[str, int] = rows[0][0]
+    known = all(now.get(table, 0) >= count for table, count in then.items() if table in now)
+    written = {t: c - then.get(t, 0) for t, c in now.items() if c > then.get(t, 0)}
+    return known, written

@@ -73,6 +73,8 @@ from workflows.contracts import (
     RehearsalResult,
     RestorePoint,
     TenantTask,
+    WritesSinceReopen,
+    WriteWatermark,
 )
 
 __all__ = ["PostgresActivities", "short_release_id", "sweep_scratch_databases"]
@@ -459,6 +461,27 @@ class PostgresActivities:
         )
         _log(request).info("restore point dropped", name=name)
         return RestorePoint(tenant.name, tenant.database, name, False)
+
+    @activity.defn(name="take_write_watermark")
+    async def take_write_watermark(self, request: CutoverRequest) -> WriteWatermark:
+        """At reopening: the write counters of every user table, kept in the tenant database."""
+        tenant = request.tenant
+        tables = await pg_cutover.take_write_watermark(
+            self._server(tenant), request.release_id, tenant.database
+        )
+        _log(request).info("write watermark taken", tables=tables)
+        return WriteWatermark(tenant.name, tables)
+
+    @activity.defn(name="writes_since_reopen")
+    async def writes_since_reopen(self, request: CutoverRequest) -> WritesSinceReopen:
+        """Rows written in any user table since the watermark (read with the tenant closed)."""
+        tenant = request.tenant
+        known, written = await pg_cutover.writes_since_watermark(
+            self._server(tenant), request.release_id, tenant.database
+        )
+        tables = sorted(written, key=lambda t: (-written[t], t))[:20]
+        _log(request).info("writes since reopening", known=known, tables=tables)
+        return WritesSinceReopen(tenant.name, known, sum(written.values()), tables)
 
     # ------------------------------------------------------------ plumbing
 

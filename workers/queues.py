@@ -196,6 +196,8 @@ def db_worker(
         pg.swap_to_restore_point,
         pg.reopen_database,
         pg.drop_restore_point,
+        pg.take_write_watermark,
+        pg.writes_since_reopen,
     ]
     worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
     try:

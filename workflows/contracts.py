@@ -24,6 +24,8 @@ Signatures (one typed input, one typed output):
     swap_to_restore_point(CutoverRequest) -> DatabaseRestore
     reopen_database(CutoverRequest) -> DatabaseReopened
     drop_restore_point(CutoverRequest) -> RestorePoint
+    take_write_watermark(CutoverRequest) -> WriteWatermark
+    writes_since_reopen(CutoverRequest) -> WritesSinceReopen
     read_running_state(TenantTask) -> RunningState
     set_maintenance(MaintenanceRequest) -> RolloutStatus
     run_module_update(ModuleUpdateRequest) -> ModuleUpdateResult
@@ -70,6 +72,8 @@ class Activity:
     SWAP_TO_RESTORE_POINT = "swap_to_restore_point"
     REOPEN_DATABASE = "reopen_database"
     DROP_RESTORE_POINT = "drop_restore_point"
+    TAKE_WRITE_WATERMARK = "take_write_watermark"
+    WRITES_SINCE_REOPEN = "writes_since_reopen"
     # finrelease-k8s
     READ_RUNNING_STATE = "read_running_state"
     SET_MAINTENANCE = "set_maintenance"
@@ -100,6 +104,8 @@ QUEUE_OF: dict[str, str] = {
     Activity.SWAP_TO_RESTORE_POINT: DB_QUEUE,
     Activity.REOPEN_DATABASE: DB_QUEUE,
     Activity.DROP_RESTORE_POINT: DB_QUEUE,
+    Activity.TAKE_WRITE_WATERMARK: DB_QUEUE,
+    Activity.WRITES_SINCE_REOPEN: DB_QUEUE,
     Activity.READ_RUNNING_STATE: K8S_QUEUE,
     Activity.SET_MAINTENANCE: K8S_QUEUE,
     Activity.RUN_MODULE_UPDATE: K8S_QUEUE,
@@ -400,6 +406,20 @@ class DatabaseReopened:
     tenant: str
     database: str
     granted_to: list[str]  # CONNECT given back, as it was before closing
+
+
+@dataclass
+class WriteWatermark:
+    tenant: str
+    tables: int  # user tables whose write counters were recorded (in the tenant database)
+
+
+@dataclass
+class WritesSinceReopen:
+    tenant: str
+    known: bool  # False: no watermark, or the statistics were reset since: assume written
+    rows: int  # rows inserted, updated or deleted since the watermark, all user tables
+    tables: list[str]  # the tables written, most rows first (at most 20)
 
 
 # ---------------------------------------------------------------- finrelease-k8s

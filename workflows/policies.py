@@ -71,6 +71,8 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.SWAP_TO_RESTORE_POINT: ActivityPolicy(5 * _MINUTE, max_attempts=20),
     Activity.REOPEN_DATABASE: ActivityPolicy(_MINUTE, max_attempts=20),
     Activity.DROP_RESTORE_POINT: ActivityPolicy(10 * _MINUTE, max_attempts=10),
+    Activity.TAKE_WRITE_WATERMARK: ActivityPolicy(5 * _MINUTE, max_attempts=10),
+    Activity.WRITES_SINCE_REOPEN: ActivityPolicy(5 * _MINUTE, max_attempts=10),
     Activity.READ_RUNNING_STATE: _SHORT,
     # waits until the workloads are down (or rolled out again with the new image)
     Activity.SET_MAINTENANCE: ActivityPolicy(30 * _MINUTE, max_attempts=10),

@@ -225,3 +225,33 @@ async def test_swap_without_a_restore_point_is_refused_and_touches_nothing(postg
         await ActivityEnvironment().run(postgres.swap_to_restore_point, request(odoo_db))
     assert failure.value.type == ErrorType.NOT_FOUND and failure.value.non_retryable
     assert can_connect(odoo_db.odoo_dsn)
+
+
+async def test_writes_since_reopening_are_found_in_every_table_they_touched(postgres, odoo_db):
+    env = ActivityEnvironment()
+    await env.run(postgres.take_write_watermark, request(odoo_db))
+    with Poster(odoo_db.odoo_dsn, prefix="LATE/2026/") as poster:
+        poster.wait_for(4)
+        await env.run(postgres.close_database, request(odoo_db, 0.0))  # back in maintenance
+    written = await env.run(postgres.writes_since_reopen, request(odoo_db))
+    entries = len(poster.committed)
+    assert written.known
+    assert written.tables == ["public.account_move_line", "public.account_move"]
+    # every committed entry is one move and two lines; a refused attempt wrote nothing, an
+    # attempt cut by the termination may have been counted (aborted writes count: safe side)
+    assert 3 * entries <= written.rows <= 3 * (entries + 1)
+
+
+async def test_no_write_since_reopening_is_known_and_a_stats_reset_is_not(postgres, odoo_db):
+    env = ActivityEnvironment()
+    with psycopg.connect(odoo_db.odoo_dsn) as conn:  # before the watermark: not counted
+        conn.execute("UPDATE account_move SET ref = 'before' WHERE id = 1")
+    await asyncio.sleep(1.2)  # past PGSTAT_MIN_INTERVAL: that write is flushed
+    await env.run(postgres.take_write_watermark, request(odoo_db))
+    await env.run(postgres.take_write_watermark, request(odoo_db))  # a retry keeps the first
+    quiet = await env.run(postgres.writes_since_reopen, request(odoo_db))
+    assert (quiet.known, quiet.rows, quiet.tables) == (True, 0, [])
+    with psycopg.connect(admin_on(odoo_db, odoo_db.name)) as conn:
+        conn.execute("SELECT pg_stat_reset()")
+    reset = await env.run(postgres.writes_since_reopen, request(odoo_db))
+    assert not reset.known
