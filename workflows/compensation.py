@@ -49,6 +49,8 @@ class Compensation:
         try:
             if package.in_maintenance and not package.reopened:
                 await Cutover(self._rollout, order, package).roll_back()
+            elif package.watermark and package.restore_point:
+                state = await self._roll_back_reopened()
             else:
                 await self._roll_back_after_reopening()
                 if package.migrated and package.backup is not None:
@@ -70,6 +72,42 @@ class Compensation:
             return TenantPhase.COMPENSATION_FAILED
         self._record("compensated", {"state": state, "reason": reason})
         return state
+
+    async def _roll_back_reopened(self) -> str:
+        """Writes since reopening decide: none, swap back without asking; some (or unknown),
+        export the journal entries and ask the operator (`restore` swaps back too)."""
+        order, package, tenant = self._order, self._package, self._order.tenant
+        cutover = Cutover(self._rollout, order, package)
+        written = await cutover.writes_since_reopening()
+        if written.known and written.rows == 0:
+            package.reopened = False  # nobody wrote: as if never reopened
+            await cutover.roll_back()
+            return TenantPhase.ROLLED_BACK
+        assert package.backup is not None
+        request = BackupRequest(order.release_id, tenant, package.backup)
+        since: EntriesSinceBackup = await self._call(
+            Activity.ENTRIES_SINCE_BACKUP, request, EntriesSinceBackup
+        )
+        self._record("entries_since_backup", {"count": since.count, "export_url": since.export_url})
+        what = (
+            f"{written.rows} rows were written on {tenant.name} since reopening "
+            f"(in {', '.join(written.tables)})"
+            if written.known
+            else f"writes on {tenant.name} since reopening cannot be ruled out (statistics reset)"
+        )
+        detail = f"{what}; journal entries exported to {since.export_url or '-'}; decide: "
+        detail += "restore (loses them) or fix_forward"
+        await self._notify("decision_needed", detail)
+        decision = await self._rollout.wait_for_decision(detail)
+        self._record(
+            "decision", {"choice": decision.choice, "reason": decision.reason}, decision.operator
+        )
+        if decision.choice == "restore":
+            await cutover.roll_back()
+            return TenantPhase.ROLLED_BACK
+        package.migrated = False  # fix forward: the database stays as it is
+        await cutover.roll_back()  # previous image and replicas back, database reopened
+        return TenantPhase.FIX_FORWARD
 
     async def _roll_back_after_reopening(self) -> None:
         order, package = self._order, self._package

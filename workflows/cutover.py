@@ -18,6 +18,8 @@ Runbook:
 Rollback before reopening (`roll_back`): database first (the restore point swapped in by
 rename), then the previous image and replicas, then the database reopened to Odoo: old code
 never meets the new schema, and nothing is lost because nobody could write.
+After reopening (`writes_since_reopening`, used by compensation.py): back into maintenance,
+then the writes since the watermark taken at reopening, in every user table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from workflows.contracts import (
     SmokeRequest,
     StateRestore,
     TenantTask,
+    WritesSinceReopen,
+    WriteWatermark,
 )
 from workflows.tenant_messages import RollbackPackage, TenantOrder
 
@@ -162,6 +166,11 @@ class Cutover:
             },
         )
         await self._reopen_database("the new image's workloads connect as Odoo's role")
+        marked: WriteWatermark = await self._runbook.step(
+            Activity.TAKE_WRITE_WATERMARK, self._request, WriteWatermark
+        )
+        package.watermark = True
+        self._record("write_watermark", {"tables": marked.tables})
         package.reopened = True  # web serves users again from the next step
         request = MaintenanceRequest(order.release_id, tenant, False, package.state)
         await self._runbook.step(Activity.SET_MAINTENANCE, request, RolloutStatus)
@@ -173,6 +182,31 @@ class Cutover:
         )
         smoke = SmokeRequest(order.release_id, tenant, order.smoke, baseline)
         return await self._runbook.step(Activity.RUN_SMOKE_CHECKS, smoke, SmokeReport)  # type: ignore[no-any-return]
+
+    # --- rollback after reopening -------------------------------------------------------
+
+    async def writes_since_reopening(self) -> WritesSinceReopen:
+        """Back into maintenance (workloads to zero, database closed), then count the writes."""
+        order, package = self._order, self._package
+        assert package.state is not None
+        request = MaintenanceRequest(order.release_id, order.tenant, True, package.state)
+        await self._runbook.call(Activity.SET_MAINTENANCE, request, RolloutStatus)
+        self._record("maintenance_entered", {"why": "rollback after reopening"})
+        closed: DatabaseClosed = await self._runbook.call(
+            Activity.CLOSE_DATABASE, self._request, DatabaseClosed
+        )
+        self._record(
+            "database_closed",
+            {"revoked_from": closed.revoked_from, "terminated": closed.terminated},
+        )
+        written: WritesSinceReopen = await self._runbook.call(
+            Activity.WRITES_SINCE_REOPEN, self._request, WritesSinceReopen
+        )
+        self._record(
+            "writes_since_reopen",
+            {"known": written.known, "rows": written.rows, "tables": written.tables},
+        )
+        return written
 
     # --- rollback before reopening ------------------------------------------------------
 

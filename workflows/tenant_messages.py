@@ -136,3 +136,4 @@ class RollbackPackage:
     closed: bool = False  # the database was (being) closed to Odoo's role
     restore_point: str = ""  # name of the exact copy taken while closed
     reopened: bool = False  # workloads back: from here users may have written
+    watermark: bool = False  # write counters recorded at reopening (writes_since_reopen)

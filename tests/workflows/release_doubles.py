@@ -56,6 +56,8 @@ from workflows.contracts import (
     WorkItemInfo,
     WorkItemReport,
     WorkItemReportResult,
+    WritesSinceReopen,
+    WriteWatermark,
     evidence_blob_name,
 )
 
@@ -84,6 +86,7 @@ class Doubles:
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
     migration_fails: set[str] = field(default_factory=set)  # after maintenance, before reopen
     ledger_drifts: set[str] = field(default_factory=set)  # the migration moves the ledger
+    writes_since: dict[str, int] = field(default_factory=dict)  # rows written after reopening
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
@@ -136,6 +139,8 @@ class Doubles:
             self.swap_to_restore_point,
             self.reopen_database,
             self.drop_restore_point,
+            self.take_write_watermark,
+            self.writes_since_reopen,
             self.read_running_state,
             self.set_maintenance,
             self.run_module_update,
@@ -327,6 +332,19 @@ class Doubles:
     async def drop_restore_point(self, request: CutoverRequest) -> RestorePoint:
         self._log(Activity.DROP_RESTORE_POINT, request.tenant.name)
         return RestorePoint(request.tenant.name, request.tenant.database, "", False)
+
+    @activity.defn(name=Activity.TAKE_WRITE_WATERMARK)
+    async def take_write_watermark(self, request: CutoverRequest) -> WriteWatermark:
+        self._log(Activity.TAKE_WRITE_WATERMARK, request.tenant.name)
+        return WriteWatermark(request.tenant.name, 120)
+
+    @activity.defn(name=Activity.WRITES_SINCE_REOPEN)
+    async def writes_since_reopen(self, request: CutoverRequest) -> WritesSinceReopen:
+        name = request.tenant.name
+        self._log(Activity.WRITES_SINCE_REOPEN, name)
+        rows = self.writes_since.get(name, 0)
+        tables = ["public.account_payment", "public.account_move"] if rows else []
+        return WritesSinceReopen(name, True, rows, tables)
 
     # --- k8s ----------------------------------------------------------------------------
 

@@ -124,3 +124,24 @@ async def test_retried_cutover_steps_take_one_restore_point_and_leave_nothing_cl
     assert doubles.count(Activity.SWAP_TO_RESTORE_POINT, "t1") == 2
     assert doubles.database["t1"] == "restore_point" and doubles.closed == set()
     assert kinds(doubles, "t1").count("restore_point") == 1
+
+
+async def test_a_failure_after_reopening_with_no_write_since_swaps_back_without_asking(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_fails={"t1"})
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.tenants == {"t1": "rolled_back"}
+    calls = deploy_calls(doubles, "t1")
+    smoke = calls.index(Activity.RUN_SMOKE_CHECKS)
+    # back into maintenance, then database before image
+    after = calls[smoke + 1 :]
+    assert after[0] == Activity.SET_MAINTENANCE
+    assert after.index(Activity.SWAP_TO_RESTORE_POINT) < after.index(Activity.RESTORE_RUNNING_STATE)
+    assert doubles.count(Activity.ENTRIES_SINCE_BACKUP) == 0
+    evidence = kinds(doubles, "t1")
+    assert "decision" not in evidence
+    written = [e for e in doubles.bundles["t1"]["entries"] if e["kind"] == "writes_since_reopen"]
+    assert written[0]["data"] == {"tenant": "t1", "known": True, "rows": 0, "tables": []}
