@@ -183,8 +183,10 @@ async def swap_in_restore_point(server: PgServer, release_id: str, database: str
         db, owner = sql.Identifier(database), await database_owner(admin, database)
         assert owner is not None  # it exists: it was just renamed or found
         await admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO CURRENT_USER").format(db))
-        revoke = sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, {}")
-        await admin.execute(revoke.format(db, sql.Identifier(owner)))
+        me = (await _rows(admin, "SELECT current_user", None))[0]
+        others = [sql.SQL("PUBLIC")] + ([sql.Identifier(owner)] if owner != me else [])
+        revoke = sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}")
+        await admin.execute(revoke.format(db, sql.SQL(", ").join(others)))
         await admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(db))
     return replaced
 

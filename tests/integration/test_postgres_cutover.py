@@ -255,3 +255,25 @@ async def test_no_write_since_reopening_is_known_and_a_stats_reset_is_not(postgr
         conn.execute("SELECT pg_stat_reset()")
     reset = await env.run(postgres.writes_since_reopen, request(odoo_db))
     assert not reset.known
+
+
+async def test_a_database_owned_by_finrelease_itself_is_swapped_and_reopened(postgres, pg_database):
+    """When finrelease's role owns the database (a small setup), it never locks itself out."""
+    seed_odoo_database(pg_database.dsn, entries=5, seed=1)
+    tenant_request = CutoverRequest(RELEASE, tenant_on(pg_database.name), grace_seconds=0.1)
+    env = ActivityEnvironment()
+    before = acl(pg_database.admin_dsn, pg_database.name)
+    try:
+        closed = await env.run(postgres.close_database, tenant_request)
+        assert closed.revoked_from == ["PUBLIC"]
+        await env.run(postgres.take_restore_point, tenant_request)
+        await env.run(postgres.swap_to_restore_point, tenant_request)
+        await env.run(postgres.reopen_database, tenant_request)
+        assert acl(pg_database.admin_dsn, pg_database.name) == before
+    finally:
+        with psycopg.connect(pg_database.admin_dsn, autocommit=True) as admin:
+            for name in (
+                restore_point_name(pg_database.name, RELEASE),
+                replaced_name(pg_database.name, RELEASE),
+            ):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
