@@ -10,10 +10,10 @@ Runbook (child `release-<release_id>-<tenant>`):
    another release changed the tenant between our backup and now (the locks are taken per
    step, so a release can come between), the backup and rehearsal no longer describe it:
    the tenant is left alone (`changed_since_backup`) rather than deployed on a stale base.
-3. On failure before reopening: restore point swapped in, previous image, reopen. After
-   reopening: previous image back, database restored from the verified backup when the
-   migration touched it (after counting the journal entries written since the backup: if
-   any, export them and wait for the operator's `decide`); smoke checks again.
+3. On failure compensate (workflows/compensation.py). Before reopening: restore point
+   swapped in, previous image, reopen. After reopening: back into maintenance, count the
+   writes since reopening in every table; none: the same swap, nobody asked; some: export
+   the journal entries and wait for the operator's `decide`. Smoke checks again.
 4. Held tenants (`rollback_all`) wait for `finish` (keep or compensate).
 5. Drop the restore point once nothing can roll the tenant back any more; seal the tenant's
    own evidence chain; the release records its location and head.
