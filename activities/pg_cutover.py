@@ -153,7 +153,13 @@ async def take_restore_point(server: PgServer, release_id: str, database: str) -
         ).format(sql.Identifier(name), sql.Identifier(database), sql.Identifier(owner))
         # CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template ("source
         # database is being accessed by other users"): only finrelease can be, and only briefly
-        await _retry_in_use(admin, database, lambda: admin.execute(create))
+        try:
+            await _retry_in_use(admin, database, lambda: admin.execute(create))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # the attempt whose worker died kept running in its backend (PostgreSQL notices
+            # a gone client only when it next talks to it) and committed first: that copy
+            # was taken from the same closed database, so it is the restore point
+            return name, True
     return name, False
 
 

@@ -277,3 +277,20 @@ async def test_a_database_owned_by_finrelease_itself_is_swapped_and_reopened(pos
                 replaced_name(pg_database.name, RELEASE),
             ):
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_restore_point_committed_by_a_dead_attempt_is_reused(
+    postgres, odoo_db, monkeypatch
+):
+    """The first attempt's CREATE DATABASE finished in its backend after its worker died: the
+    retry's own CREATE then finds the name taken, and reuses that copy instead of failing."""
+    env = ActivityEnvironment()
+    await env.run(postgres.close_database, request(odoo_db))
+    await env.run(postgres.take_restore_point, request(odoo_db))
+
+    async def looks_absent(*_: object) -> set[str]:  # the retry checked before that commit
+        return set()
+
+    monkeypatch.setattr("activities.pg_cutover.existing_databases", looks_absent)
+    again = await env.run(postgres.take_restore_point, request(odoo_db))
+    assert again.reused and again.name == restore_point_name(odoo_db.name, RELEASE)
