@@ -156,6 +156,10 @@ def test_failed_smoke_test_restores_previous_image_and_database(stack: Stack):
     assert _ledger(stack, database_of("tokyo")) == []
     kept = f"{database_of('tokyo')}_migrated_{short_release_id(release_id)}"
     assert kept in stack.databases()
+    with psycopg.connect(stack.admin_dsn, autocommit=True) as conn:  # kept closed to everyone
+        allowed = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (kept,))
+        assert allowed.fetchone() == (False,)
+        conn.execute(f'ALTER DATABASE "{kept}" WITH ALLOW_CONNECTIONS true')  # to inspect it
     assert _ledger(stack, kept) == [release_id, release_id]  # both scripts were applied there
     overdue = _utc_now() - timedelta(days=1)
     assert all(nextcall < overdue for nextcall in _crons(stack, kept).values())
