@@ -11,7 +11,7 @@ smoke checks run again. Every step is an idempotent activity recorded in the evi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from temporalio.exceptions import ActivityError
 
@@ -27,17 +27,18 @@ from workflows.contracts import (
     SmokeRequest,
     StateRestore,
 )
-from workflows.cutover import Cutover
-from workflows.tenant_messages import RollbackPackage, TenantOrder, TenantPhase
+from workflows.cutover import Cutover, Runbook
+from workflows.tenant_messages import RollbackPackage, TenantDecision, TenantOrder, TenantPhase
 
-if TYPE_CHECKING:
-    from workflows.tenant import TenantRollout
+
+class Rollout(Runbook, Protocol):
+    """What compensation needs from the tenant workflow (no import of it: no circle)."""
+
+    async def wait_for_decision(self, detail: str) -> TenantDecision: ...
 
 
 class Compensation:
-    def __init__(
-        self, rollout: TenantRollout, order: TenantOrder, package: RollbackPackage
-    ) -> None:
+    def __init__(self, rollout: Rollout, order: TenantOrder, package: RollbackPackage) -> None:
         self._rollout = rollout
         self._order = order
         self._package = package
