@@ -5,8 +5,9 @@ from __future__ import annotations
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.release_doubles import OLD_IMAGE, Doubles
-from tests.workflows.release_harness import IMAGE, make_release, run_approved, worker
+from tests.workflows.release_harness import IMAGE, make_release, run_approved, save_history, worker
 from workflows.contracts import Activity
+from workflows.messages import tenant_workflow_id
 
 CUTOVER = [
     Activity.SET_MAINTENANCE,  # every workload to zero
@@ -47,8 +48,11 @@ async def test_cutover_runs_maintenance_restore_point_migration_check_start_in_o
 ) -> None:
     doubles = Doubles()
     release = make_release(task_queue, 1)
-    async with worker(time_skipping_env.client, task_queue, doubles):
-        result = await run_approved(time_skipping_env.client, release, task_queue)
+    client = time_skipping_env.client
+    async with worker(client, task_queue, doubles):
+        result = await run_approved(client, release, task_queue)
+        child = client.get_workflow_handle(tenant_workflow_id(release.release_id, "t1"))
+        await save_history(child, "tenant_cutover_deployed")
     assert result.tenants == {"t1": "deployed"}
     assert [c for c in deploy_calls(doubles, "t1") if c != Activity.REOPEN_DATABASE] == [
         c for c in CUTOVER if c != Activity.REOPEN_DATABASE
@@ -69,8 +73,11 @@ async def test_failed_migration_swaps_the_restore_point_back_before_the_previous
 ) -> None:
     doubles = Doubles(migration_fails={"t1"})
     release = make_release(task_queue, 1)
-    async with worker(time_skipping_env.client, task_queue, doubles):
-        result = await run_approved(time_skipping_env.client, release, task_queue)
+    client = time_skipping_env.client
+    async with worker(client, task_queue, doubles):
+        result = await run_approved(client, release, task_queue)
+        child = client.get_workflow_handle(tenant_workflow_id(release.release_id, "t1"))
+        await save_history(child, "tenant_cutover_swapped_back")
     assert result.tenants == {"t1": "rolled_back"}
     assert doubles.database["t1"] == "restore_point"
     calls = deploy_calls(doubles, "t1")
