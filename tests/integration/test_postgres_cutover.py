@@ -294,3 +294,18 @@ async def test_a_restore_point_committed_by_a_dead_attempt_is_reused(
     monkeypatch.setattr("activities.pg_cutover.existing_databases", looks_absent)
     again = await env.run(postgres.take_restore_point, request(odoo_db))
     assert again.reused and again.name == restore_point_name(odoo_db.name, RELEASE)
+
+
+async def test_dropping_the_restore_point_leaves_the_tenant_and_can_be_repeated(postgres, odoo_db):
+    env = ActivityEnvironment()
+    await env.run(postgres.close_database, request(odoo_db))
+    point = await env.run(postgres.take_restore_point, request(odoo_db))
+    await env.run(postgres.reopen_database, request(odoo_db))
+    await env.run(postgres.drop_restore_point, request(odoo_db))
+    await env.run(postgres.drop_restore_point, request(odoo_db))  # a retry: nothing left to drop
+    with psycopg.connect(odoo_db.admin_dsn) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (odoo_db.name,)
+        ).fetchall()
+    assert left == [(odoo_db.name,)] and point.name != odoo_db.name
+    assert can_connect(odoo_db.odoo_dsn)
