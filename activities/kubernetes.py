@@ -10,12 +10,13 @@ Temporal's cancellation at the next `await`, and only the short HTTP calls occup
 the worker's default executor. Every call carries `_request_timeout`, so a hung API server
 fails a poll instead of stalling the activity past its heartbeat timeout.
 
-Maintenance switch: `set_maintenance` scales the tenant's *web* Deployment to zero replicas
-(enabled) and back to the replicas recorded in the running state (disabled). No user session
-can post accounting entries while the module update migrates the database; worker and cron
-keep their pods (they are replaced by the image change that follows). Scaling works on every
-cluster without an ingress controller or a maintenance page to keep in sync, and the
-recorded running state already holds the replicas to return to.
+Maintenance switch: `set_maintenance` scales *every* Deployment of the tenant (web, worker,
+cron) to zero replicas (enabled) and back to the replicas recorded in the running state the
+workflow read before (disabled). Odoo's module update must not run beside old-code workers
+and crons (they would keep writing and then serve a registry built for code they lack), and
+scaling works on every cluster without an ingress controller or maintenance page to keep in
+sync. The replicas to return to live in workflow history, not on the cluster, so a retried
+"enable" that finds zeros never forgets them.
 """
 
 from __future__ import annotations
@@ -134,30 +135,33 @@ class KubernetesActivities:
 
     @activity.defn(name=Activity.SET_MAINTENANCE)
     async def set_maintenance(self, request: MaintenanceRequest) -> RolloutStatus:
-        """Scale web to 0 (enabled) or back to its recorded replicas (disabled), then wait."""
+        """Scale every Deployment of the tenant (web, worker, cron) to 0 (enabled) or back to
+        the replicas in `request.state` (disabled), then wait until that is what runs.
+
+        Every Deployment is read before any is patched: a missing one (or one the worker may
+        not read) fails the step with nothing scaled, so a tenant is never half in maintenance.
+        """
         tenant = request.tenant
-        web = tenant.deployments.get("web")
-        if not web:
+        recorded = {d.name: d.replicas for d in request.state.deployments}
+        unknown = sorted(set(tenant.deployments.values()) - set(recorded))
+        if not request.enabled and unknown:
             raise _configuration_missing(
-                f"tenant {tenant.name} has no web deployment in the inventory"
+                f"tenant {tenant.name}: the recorded running state has no deployment "
+                f"{', '.join(unknown)}, so the replicas to return to are unknown"
             )
-        if request.enabled:
-            replicas = 0
-        else:
-            recorded = next((d for d in request.state.deployments if d.name == web), None)
-            if recorded is None:
-                raise _configuration_missing(
-                    f"tenant {tenant.name}: the recorded running state has no deployment {web}, "
-                    "so the replicas to return to are unknown"
-                )
-            replicas = recorded.replicas
-        deployment = await self._read_deployment(tenant, web)
-        if deployment["spec"].get("replicas", 1) != replicas:
-            await self._patch_deployment(tenant, web, {"spec": {"replicas": replicas}})
+        current = {
+            name: await self._read_deployment(tenant, name) for name in tenant.deployments.values()
+        }
+        for name, deployment in current.items():
+            replicas = 0 if request.enabled else recorded[name]
+            if deployment["spec"].get("replicas", 1) != replicas:
+                await self._patch_deployment(tenant, name, {"spec": {"replicas": replicas}})
         _logger(request.release_id, tenant).info(
-            "maintenance", enabled=request.enabled, web=web, replicas=replicas
+            "maintenance", enabled=request.enabled, deployments=sorted(current)
         )
-        return await self._wait_for(request.release_id, tenant, {"web": web}, self._poll_seconds)
+        return await self._wait_for(
+            request.release_id, tenant, tenant.deployments, self._poll_seconds
+        )
 
     @activity.defn(name=Activity.SET_IMAGE)
     async def set_image(self, change: ImageChange) -> ImageChangeResult:

@@ -27,6 +27,7 @@ from psycopg import sql
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import pg_cutover
 from activities.azure_storage import BACKUP_CONTAINER
 from activities.block_stream import PipeBlocks, StagedBlob, open_pipe, stage_stream, tail
 from activities.finance_ledger import (
@@ -57,7 +58,10 @@ from governance.inventory import Tenant
 from workflows.contracts import (
     BackupRequest,
     BackupVerification,
+    CutoverRequest,
     DatabaseBackup,
+    DatabaseClosed,
+    DatabaseReopened,
     DatabaseRestore,
     EntriesSinceBackup,
     ErrorType,
@@ -67,7 +71,10 @@ from workflows.contracts import (
     MigrationScript,
     RehearsalRequest,
     RehearsalResult,
+    RestorePoint,
     TenantTask,
+    WritesSinceReopen,
+    WriteWatermark,
 )
 
 __all__ = ["PostgresActivities", "short_release_id", "sweep_scratch_databases"]
@@ -400,6 +407,82 @@ class PostgresActivities:
         )
         return done
 
+    # ------------------------------------------------------------ cutover (pg_cutover.py)
+
+    @activity.defn(name="close_database")
+    async def close_database(self, request: CutoverRequest) -> DatabaseClosed:
+        """Refuse new Odoo connections, wait out the grace period, terminate the rest."""
+        tenant = request.tenant
+        if request.grace_seconds < 0:
+            raise non_retryable(
+                f"tenant {tenant.name}: grace_seconds must be >= 0, not {request.grace_seconds}",
+                ErrorType.INVALID_RELEASE,
+            )
+        server = self._server(tenant)
+        revoked = await pg_cutover.close_to_others(server, request.release_id, tenant.database)
+        terminated = await pg_cutover.drain(server, tenant.database, request.grace_seconds)
+        _log(request).info("database closed", revoked=revoked, terminated=terminated)
+        return DatabaseClosed(tenant.name, tenant.database, revoked, terminated)
+
+    @activity.defn(name="take_restore_point")
+    async def take_restore_point(self, request: CutoverRequest) -> RestorePoint:
+        """An exact copy of the closed tenant database on the same server (once per release)."""
+        tenant = request.tenant
+        server = self._server(tenant)
+        name, reused = await pg_cutover.take_restore_point(
+            server, request.release_id, tenant.database
+        )
+        _log(request).info("restore point", name=name, reused=reused)
+        return RestorePoint(tenant.name, tenant.database, name, reused)
+
+    @activity.defn(name="swap_to_restore_point")
+    async def swap_to_restore_point(self, request: CutoverRequest) -> DatabaseRestore:
+        """The restore point becomes the tenant database by rename; the migrated one is kept."""
+        tenant = request.tenant
+        server = self._server(tenant)
+        kept = await pg_cutover.swap_in_restore_point(server, request.release_id, tenant.database)
+        _log(request).warning("restore point swapped in", kept=kept)
+        return DatabaseRestore(tenant.name, tenant.database, kept)
+
+    @activity.defn(name="reopen_database")
+    async def reopen_database(self, request: CutoverRequest) -> DatabaseReopened:
+        """CONNECT back to exactly the roles the close took it from."""
+        tenant = request.tenant
+        granted = await pg_cutover.reopen(self._server(tenant), request.release_id, tenant.database)
+        _log(request).info("database reopened", granted=granted)
+        return DatabaseReopened(tenant.name, tenant.database, granted)
+
+    @activity.defn(name="drop_restore_point")
+    async def drop_restore_point(self, request: CutoverRequest) -> RestorePoint:
+        """Drop the restore point once the release can no longer roll this tenant back."""
+        tenant = request.tenant
+        name = await pg_cutover.drop_restore_point(
+            self._server(tenant), request.release_id, tenant.database
+        )
+        _log(request).info("restore point dropped", name=name)
+        return RestorePoint(tenant.name, tenant.database, name, False)
+
+    @activity.defn(name="take_write_watermark")
+    async def take_write_watermark(self, request: CutoverRequest) -> WriteWatermark:
+        """At reopening: the write counters of every user table, kept in the tenant database."""
+        tenant = request.tenant
+        tables = await pg_cutover.take_write_watermark(
+            self._server(tenant), request.release_id, tenant.database
+        )
+        _log(request).info("write watermark taken", tables=tables)
+        return WriteWatermark(tenant.name, tables)
+
+    @activity.defn(name="writes_since_reopen")
+    async def writes_since_reopen(self, request: CutoverRequest) -> WritesSinceReopen:
+        """Rows written in any user table since the watermark (read with the tenant closed)."""
+        tenant = request.tenant
+        known, written = await pg_cutover.writes_since_watermark(
+            self._server(tenant), request.release_id, tenant.database
+        )
+        tables = sorted(written, key=lambda t: (-written[t], t))[:20]
+        _log(request).info("writes since reopening", known=known, tables=tables)
+        return WritesSinceReopen(tenant.name, known, sum(written.values()), tables)
+
     # ------------------------------------------------------------ plumbing
 
     def _blob(self, name: str) -> BlobClient:
@@ -473,6 +556,10 @@ class PostgresActivities:
                 ErrorType.BACKUP_VERIFICATION_FAILED,
             )
         return digest.hexdigest()
+
+
+def _log(request: CutoverRequest) -> Any:
+    return log.bind(release_id=request.release_id, tenant=request.tenant.name)
 
 
 def _check_scripts(tenant: str, scripts: list[MigrationScript]) -> None:

@@ -197,6 +197,13 @@ def db_worker(
         pg.migrate_database,
         pg.entries_since_backup,
         pg.restore_database,
+        pg.close_database,
+        pg.take_restore_point,
+        pg.swap_to_restore_point,
+        pg.reopen_database,
+        pg.drop_restore_point,
+        pg.take_write_watermark,
+        pg.writes_since_reopen,
     ]
     worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
     try:

@@ -19,6 +19,13 @@ Signatures (one typed input, one typed output):
     migrate_database(MigrationRequest) -> MigrationResult
     entries_since_backup(BackupRequest) -> EntriesSinceBackup
     restore_database(BackupRequest) -> DatabaseRestore
+    close_database(CutoverRequest) -> DatabaseClosed
+    take_restore_point(CutoverRequest) -> RestorePoint
+    swap_to_restore_point(CutoverRequest) -> DatabaseRestore
+    reopen_database(CutoverRequest) -> DatabaseReopened
+    drop_restore_point(CutoverRequest) -> RestorePoint
+    take_write_watermark(CutoverRequest) -> WriteWatermark
+    writes_since_reopen(CutoverRequest) -> WritesSinceReopen
     read_running_state(TenantTask) -> RunningState
     set_maintenance(MaintenanceRequest) -> RolloutStatus
     run_module_update(ModuleUpdateRequest) -> ModuleUpdateResult
@@ -60,6 +67,13 @@ class Activity:
     MIGRATE_DATABASE = "migrate_database"
     ENTRIES_SINCE_BACKUP = "entries_since_backup"
     RESTORE_DATABASE = "restore_database"
+    CLOSE_DATABASE = "close_database"
+    TAKE_RESTORE_POINT = "take_restore_point"
+    SWAP_TO_RESTORE_POINT = "swap_to_restore_point"
+    REOPEN_DATABASE = "reopen_database"
+    DROP_RESTORE_POINT = "drop_restore_point"
+    TAKE_WRITE_WATERMARK = "take_write_watermark"
+    WRITES_SINCE_REOPEN = "writes_since_reopen"
     # finrelease-k8s
     READ_RUNNING_STATE = "read_running_state"
     SET_MAINTENANCE = "set_maintenance"
@@ -85,6 +99,13 @@ QUEUE_OF: dict[str, str] = {
     Activity.MIGRATE_DATABASE: DB_QUEUE,
     Activity.ENTRIES_SINCE_BACKUP: DB_QUEUE,
     Activity.RESTORE_DATABASE: DB_QUEUE,
+    Activity.CLOSE_DATABASE: DB_QUEUE,
+    Activity.TAKE_RESTORE_POINT: DB_QUEUE,
+    Activity.SWAP_TO_RESTORE_POINT: DB_QUEUE,
+    Activity.REOPEN_DATABASE: DB_QUEUE,
+    Activity.DROP_RESTORE_POINT: DB_QUEUE,
+    Activity.TAKE_WRITE_WATERMARK: DB_QUEUE,
+    Activity.WRITES_SINCE_REOPEN: DB_QUEUE,
     Activity.READ_RUNNING_STATE: K8S_QUEUE,
     Activity.SET_MAINTENANCE: K8S_QUEUE,
     Activity.RUN_MODULE_UPDATE: K8S_QUEUE,
@@ -111,6 +132,7 @@ class ErrorType:
     TOOL_VERSION = "ToolVersionMismatch"
     EVIDENCE_CONFLICT = "EvidenceConflict"
     NOT_FOUND = "NotFound"
+    DATABASE_IN_USE = "DatabaseInUse"
 
 
 NON_RETRYABLE = [
@@ -370,6 +392,52 @@ class DatabaseRestore:
     tenant: str
     restored_database: str
     kept_database: str  # the replaced database, renamed, never dropped
+
+
+@dataclass
+class CutoverRequest:
+    """One cutover step on the tenant database (close, restore point, swap, reopen)."""
+
+    release_id: str
+    tenant: Tenant
+    grace_seconds: float = 30.0  # Odoo sessions get this long to end before termination
+
+
+@dataclass
+class DatabaseClosed:
+    tenant: str
+    database: str
+    revoked_from: list[str]  # roles whose CONNECT was revoked ("PUBLIC" included)
+    terminated: int  # sessions still connected after the grace period, terminated
+
+
+@dataclass
+class RestorePoint:
+    tenant: str
+    database: str  # the tenant database it is an exact copy of
+    name: str  # `<database>_rp_<short release id>`, never accepting connections
+    reused: bool  # an earlier attempt of this release had already taken it
+
+
+@dataclass
+class DatabaseReopened:
+    tenant: str
+    database: str
+    granted_to: list[str]  # CONNECT given back, as it was before closing
+
+
+@dataclass
+class WriteWatermark:
+    tenant: str
+    tables: int  # user tables whose write counters were recorded (in the tenant database)
+
+
+@dataclass
+class WritesSinceReopen:
+    tenant: str
+    known: bool  # False: no watermark, or the statistics were reset since: assume written
+    rows: int  # rows inserted, updated or deleted since the watermark, all user tables
+    tables: list[str]  # the tables written, most rows first (at most 20)
 
 
 # ---------------------------------------------------------------- finrelease-k8s

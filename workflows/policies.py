@@ -106,8 +106,20 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.MIGRATE_DATABASE: ActivityPolicy(_HOUR, max_attempts=5, schedule_to_close=_CUTOVER),
     Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(30 * _MINUTE, max_attempts=5),
     Activity.RESTORE_DATABASE: ActivityPolicy(timedelta(hours=2), max_attempts=5),
+    # cutover: the close waits out the grace period; a restore point copies the whole database;
+    # the swap back and the reopen are compensation, with the default (long) budget
+    Activity.CLOSE_DATABASE: ActivityPolicy(
+        15 * _MINUTE, max_attempts=10, schedule_to_close=_CUTOVER
+    ),
+    Activity.TAKE_RESTORE_POINT: ActivityPolicy(_HOUR, max_attempts=5, schedule_to_close=_CUTOVER),
+    Activity.SWAP_TO_RESTORE_POINT: ActivityPolicy(5 * _MINUTE, max_attempts=20),
+    Activity.REOPEN_DATABASE: ActivityPolicy(_MINUTE, max_attempts=20),
+    Activity.DROP_RESTORE_POINT: ActivityPolicy(10 * _MINUTE, max_attempts=10),
+    Activity.TAKE_WRITE_WATERMARK: ActivityPolicy(5 * _MINUTE, max_attempts=10),
+    Activity.WRITES_SINCE_REOPEN: ActivityPolicy(5 * _MINUTE, max_attempts=10),
     Activity.READ_RUNNING_STATE: _SHORT,
-    Activity.SET_MAINTENANCE: _SHORT,
+    # waits until the workloads are down (or rolled out again with the new image)
+    Activity.SET_MAINTENANCE: ActivityPolicy(30 * _MINUTE, max_attempts=10),
     Activity.RUN_MODULE_UPDATE: ActivityPolicy(_HOUR, max_attempts=3, schedule_to_close=_CUTOVER),
     Activity.SET_IMAGE: ActivityPolicy(_MINUTE, max_attempts=10, schedule_to_close=_CUTOVER),
     Activity.WAIT_FOR_ROLLOUT: ActivityPolicy(

@@ -4,17 +4,19 @@ Runbook (child `release-<release_id>-<tenant>`):
 1. Prepare, holding the tenant's lock: back up database and filestore, verify the backup,
    take the finance snapshot, record the running state, rehearse the migration if asked.
    Tell the release (`tenant_prepared`), then wait for `deploy` or `stand_down`.
-2. Deploy, holding the lock: read the running state -> migrate -> module update -> set
-   image -> wait for the rollout -> smoke checks. `abort` is honoured between steps. If
+2. Deploy, holding the lock: read the running state, then the cutover (workflows/cutover.py:
+   maintenance -> restore point and baseline -> migrate and module update -> ledger check ->
+   start the new image -> smoke checks). `abort` is honoured between steps. If
    another release changed the tenant between our backup and now (the locks are taken per
    step, so a release can come between), the backup and rehearsal no longer describe it:
    the tenant is left alone (`changed_since_backup`) rather than deployed on a stale base.
-3. On failure compensate in reverse order: previous image back, database restored from
-   the verified backup when the migration touched it (after counting the journal entries
-   written since the backup: if any, export them and wait for the operator's `decide`),
-   smoke checks again.
+3. On failure compensate (workflows/compensation.py). Before reopening: restore point
+   swapped in, previous image, reopen. After reopening: back into maintenance, count the
+   writes since reopening in every table; none: the same swap, nobody asked; some: export
+   the journal entries and wait for the operator's `decide`. Smoke checks again.
 4. Held tenants (`rollback_all`) wait for `finish` (keep or compensate).
-5. Seal the tenant's own evidence chain; the release records its location and head.
+5. Drop the restore point once nothing can roll the tenant back any more; seal the tenant's
+   own evidence chain; the release records its location and head.
 """
 
 from __future__ import annotations
@@ -33,26 +35,20 @@ with workflow.unsafe.imports_passed_through():
         Activity,
         BackupRequest,
         BackupVerification,
+        CutoverRequest,
         DatabaseBackup,
         EvidencePublication,
         FilestoreBackup,
         FinanceSnapshot,
-        ImageChange,
-        ImageChangeResult,
-        MigrationRequest,
-        MigrationResult,
-        ModuleUpdateRequest,
-        ModuleUpdateResult,
         PublishedEvidence,
         RehearsalRequest,
         RehearsalResult,
-        RolloutStatus,
-        RolloutWait,
+        RestorePoint,
         RunningState,
         SmokeReport,
-        SmokeRequest,
         TenantTask,
     )
+    from workflows.cutover import Cutover, StepFailed, snapshot_entry
     from workflows.failures import cause, is_verdict
     from workflows.lock import LockGrant, LockQueued, LockRelease, LockRequest, lock_workflow_id
     from workflows.messages import DECISIONS, PARK_CHOICES
@@ -71,10 +67,6 @@ with workflow.unsafe.imports_passed_through():
         TenantPrepared,
         TenantReport,
     )
-
-
-class StepFailed(Exception):
-    """A deployment step failed or was aborted; compensation follows."""
 
 
 @workflow.defn
@@ -192,7 +184,7 @@ class TenantRollout:
                 self.call(Activity.READ_RUNNING_STATE, task, RunningState),
             )
             self._package.snapshot = snapshot
-            self.record("finance_snapshot", _snapshot_entry(snapshot))
+            self.record("finance_snapshot", snapshot_entry(snapshot))
             self._package.state = state
             self.record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
             seconds = 0.0
@@ -228,7 +220,7 @@ class TenantRollout:
         package = self._package
         self._set(TenantPhase.DEPLOYING)
         try:
-            state: RunningState = await self._step(Activity.READ_RUNNING_STATE, task, RunningState)
+            state: RunningState = await self.step(Activity.READ_RUNNING_STATE, task, RunningState)
             changes = _changes_since(package.state, state, order.release_id)
             if changes:
                 # another release changed the tenant after our backup: restoring that backup
@@ -242,57 +234,7 @@ class TenantRollout:
                 package.state = state  # current replicas; our own earlier change is not "before"
             image_before = _image(package.state, tenant)
             self.record("running_state", {"tenant": tenant.name, "image": image_before})
-            if order.migrations:
-                request = MigrationRequest(order.release_id, tenant, order.migrations)
-                migrated: MigrationResult = await self._step(
-                    Activity.MIGRATE_DATABASE, request, MigrationResult
-                )
-                package.migrated = True
-                self.record(
-                    "migration",
-                    {
-                        "tenant": tenant.name,
-                        "applied": migrated.applied,
-                        "skipped": migrated.skipped,
-                    },
-                )
-            if order.modules:
-                package.migrated = True  # a module update writes to the database too
-                update = ModuleUpdateRequest(order.release_id, tenant, order.image, order.modules)
-                updated: ModuleUpdateResult = await self._step(
-                    Activity.RUN_MODULE_UPDATE, update, ModuleUpdateResult
-                )
-                self.record(
-                    "module_update",
-                    {
-                        "tenant": tenant.name,
-                        "job": updated.job_name,
-                        "succeeded": updated.succeeded,
-                    },
-                )
-                if not updated.succeeded:
-                    raise StepFailed(
-                        f"module update on {tenant.name} failed: {updated.log_tail[-300:]}"
-                    )
-            package.image_changed = True
-            change = ImageChange(order.release_id, tenant, order.image)
-            changed: ImageChangeResult = await self._step(
-                Activity.SET_IMAGE, change, ImageChangeResult
-            )
-            self.record(
-                "image_set",
-                {
-                    "tenant": tenant.name,
-                    "before": image_before,
-                    "after": order.image,
-                    "changed": changed.changed,
-                },
-            )
-            await self._step(
-                Activity.WAIT_FOR_ROLLOUT, RolloutWait(order.release_id, tenant), RolloutStatus
-            )
-            smoke = SmokeRequest(order.release_id, tenant, order.smoke, package.snapshot)
-            report: SmokeReport = await self._step(Activity.RUN_SMOKE_CHECKS, smoke, SmokeReport)
+            report = await Cutover(self, order, package).run()
             self.record("smoke", _smoke_entry(report))
             if not report.passed:
                 failed = ", ".join(c.name for c in report.checks if not c.passed)
@@ -326,6 +268,7 @@ class TenantRollout:
     async def _seal(self, state: str, reason: str) -> TenantOutcome:
         tenant = self._order.tenant.name
         self._set(state, reason)
+        await self._drop_restore_point(state)
         self.record("tenant_outcome", {"tenant": tenant, "state": state, "reason": reason})
         publication = EvidencePublication(
             self._order.release_id, self._chain.bundle(), state, tenant
@@ -345,6 +288,19 @@ class TenantRollout:
             evidence_url=published.url,
             backup_url=self._package.backup.url if self._package.backup else "",
         )
+
+    async def _drop_restore_point(self, state: str) -> None:
+        """Kept for a human when compensation failed or fix_forward was chosen."""
+        point = self._package.restore_point
+        if not point or state not in (TenantPhase.DEPLOYED, TenantPhase.ROLLED_BACK):
+            return
+        request = CutoverRequest(self._order.release_id, self._order.tenant)
+        try:
+            await self.call(Activity.DROP_RESTORE_POINT, request, RestorePoint)
+        except ActivityError as err:  # a leftover copy never fails a finished release
+            self.record("restore_point_kept", {"name": point, "error": cause(err)})
+            return
+        self.record("restore_point_dropped", {"tenant": self._order.tenant.name, "name": point})
 
     # --- messages --------------------------------------------------------------------------
 
@@ -419,7 +375,7 @@ class TenantRollout:
             name, arg, result_type, self._order.queues, f"{name} {self._order.tenant.name}"
         )
 
-    async def _step(self, name: str, arg: Any, result_type: type | None) -> Any:
+    async def step(self, name: str, arg: Any, result_type: type | None) -> Any:
         """A deployment step; `abort` is honoured before it, never in the middle of it."""
         if self._abort is not None:
             raise StepFailed(f"aborted before {name}: {self._abort.reason}")
@@ -513,16 +469,6 @@ def _backup_entry(
         "rows_compared": check.rows_compared,
         "filestore_manifest": files.manifest_url,
         "filestore_sha256": files.manifest_sha256,
-    }
-
-
-def _snapshot_entry(snapshot: FinanceSnapshot) -> dict:
-    return {
-        "tenant": snapshot.tenant,
-        "trial_balance_sha256": snapshot.trial_balance_sha256,
-        "total_debit": snapshot.total_debit,
-        "total_credit": snapshot.total_credit,
-        "posted_entries": snapshot.posted_entries,
     }
 
 

@@ -143,3 +143,9 @@ class RollbackPackage:
     snapshot: FinanceSnapshot | None = None
     migrated: bool = False
     image_changed: bool = False
+    # the cutover (workflows/cutover.py): what to undo before the tenant is reopened
+    in_maintenance: bool = False  # workloads scaled to zero (or being scaled)
+    closed: bool = False  # the database was (being) closed to Odoo's role
+    restore_point: str = ""  # name of the exact copy taken while closed
+    reopened: bool = False  # workloads back: from here users may have written
+    watermark: bool = False  # write counters recorded at reopening (writes_since_reopen)

@@ -150,11 +150,16 @@ def test_failed_smoke_test_restores_previous_image_and_database(stack: Stack):
     for (tenant, name), deployment in stack.deployments().items():
         wanted = PREVIOUS_IMAGE if tenant == "tokyo" else NEW_IMAGE
         assert deployment.image == wanted, (tenant, name)
-    # tokyo's database is the verified backup again; the migrated one is kept beside it
+    # tokyo's database is its restore point again (swapped by rename, database before image);
+    # the migrated one is kept beside it
     assert _crons(stack, database_of("tokyo")) == crons_before
     assert _ledger(stack, database_of("tokyo")) == []
-    kept = f"{database_of('tokyo')}_failed_{short_release_id(release_id)}"
+    kept = f"{database_of('tokyo')}_migrated_{short_release_id(release_id)}"
     assert kept in stack.databases()
+    with psycopg.connect(stack.admin_dsn, autocommit=True) as conn:  # kept closed to everyone
+        allowed = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (kept,))
+        assert allowed.fetchone() == (False,)
+        conn.execute(f'ALTER DATABASE "{kept}" WITH ALLOW_CONNECTIONS true')  # to inspect it
     assert _ledger(stack, kept) == [release_id, release_id]  # both scripts were applied there
     overdue = _utc_now() - timedelta(days=1)
     assert all(nextcall < overdue for nextcall in _crons(stack, kept).values())
@@ -165,10 +170,11 @@ def test_failed_smoke_test_restores_previous_image_and_database(stack: Stack):
     kinds = [entry["kind"] for entry in entries]
     data = {entry["kind"]: entry["data"] for entry in entries}
     assert data["smoke"]["passed"] is False and data["smoke"]["checks"]["cron"] is False
-    assert kinds.index("image_restored") < kinds.index("database_restored")
-    assert kinds.index("database_restored") < kinds.index("compensated")
+    assert kinds.index("database_swapped_back") < kinds.index("image_restored")
+    assert kinds.index("image_restored") < kinds.index("compensated")
     assert data["image_restored"]["image"] == PREVIOUS_IMAGE
-    assert data["database_restored"]["kept"] == kept
+    assert data["database_swapped_back"]["kept"] == kept
+    assert data["writes_since_reopen"]["rows"] == 0 and "decision" not in kinds
     assert data["smoke_after_compensation"]["passed"] is True, data["smoke_after_compensation"]
     assert data["compensated"]["state"] == "rolled_back"
     verified = stack.cli("evidence", "verify", release_id)

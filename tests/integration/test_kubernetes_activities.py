@@ -265,20 +265,39 @@ async def test_restore_brings_back_the_exact_previous_images_and_replicas(
         assert after.revision == "3"  # like `rollout undo`: the old template is the newest revision
 
 
-async def test_maintenance_scales_web_to_zero_and_back_to_the_recorded_replicas(
+async def test_maintenance_scales_every_workload_to_zero_and_back_to_the_recorded_replicas(
     env, activities, tenant, k8s
 ):
     state = await env.run(activities.read_running_state, TenantTask(RELEASE, tenant))
+    replicas = {d.role: d.replicas for d in state.deployments}
     on = await env.run(activities.set_maintenance, MaintenanceRequest(RELEASE, tenant, True, state))
-    assert on.ready == [tenant.deployments["web"]]
-    assert deployment(k8s, tenant, "web")["spec"]["replicas"] == 0
-    assert deployment(k8s, tenant, "worker")["spec"]["replicas"] == 1  # untouched
+    assert sorted(on.ready) == sorted(tenant.deployments.values())
+    for role in ("web", "worker", "cron"):
+        scaled = deployment(k8s, tenant, role)
+        assert scaled["spec"]["replicas"] == 0 and scaled["status"].get("replicas", 0) == 0
+    # a retry of "enable" finds zeros: the replicas to return to come from the recorded state
+    await env.run(activities.set_maintenance, MaintenanceRequest(RELEASE, tenant, True, state))
     off = await env.run(
         activities.set_maintenance, MaintenanceRequest(RELEASE, tenant, False, state)
     )
-    assert off.ready == [tenant.deployments["web"]]
-    web = deployment(k8s, tenant, "web")
-    assert web["spec"]["replicas"] == 2 and web["status"]["availableReplicas"] == 2
+    assert sorted(off.ready) == sorted(tenant.deployments.values())
+    for role, count in replicas.items():
+        back = deployment(k8s, tenant, role)
+        assert back["spec"]["replicas"] == count and back["status"]["availableReplicas"] == count
+    assert replicas["web"] == 2  # the seed: the web count is really restored, not defaulted
+
+
+async def test_maintenance_with_a_missing_workload_fails_before_scaling_anything(
+    env, activities, tenant, k8s
+):
+    state = await env.run(activities.read_running_state, TenantTask(RELEASE, tenant))
+    ghostly = replace(tenant, deployments={**tenant.deployments, "cron": "ghost-cron"})
+    with pytest.raises(ApplicationError) as failure:
+        await env.run(activities.set_maintenance, MaintenanceRequest(RELEASE, ghostly, True, state))
+    assert failure.value.type == ErrorType.NOT_FOUND and failure.value.non_retryable
+    assert f"{tenant.namespace}/ghost-cron" in failure.value.message
+    for role in ("web", "worker"):
+        assert deployment(k8s, tenant, role)["spec"]["replicas"] > 0  # untouched
 
 
 async def test_missing_deployment_is_a_non_retryable_not_found(env, activities, tenant):

@@ -3,7 +3,10 @@
 A change that makes the workflows non-deterministic for runs already in flight fails here.
 Re-record (after an intended, versioned change) with:
     RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows -q -k "evidence_chain or \
-smoke_test_restores or entries_since or manual_promotion or transient"
+smoke_test_restores or writes_since_reopening or manual_promotion or transient"
+TenantRollout children (the cutover) are recorded by tests/workflows/test_tenant_cutover.py:
+    RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_tenant_cutover.py -q \
+-k "in_order or swaps_the_restore_point_back_before"
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ from workflows.contracts import (
     Activity,
     BackupRequest,
     BackupVerification,
+    CutoverRequest,
     DatabaseBackup,
+    DatabaseClosed,
+    DatabaseReopened,
     DatabaseRestore,
     DeploymentState,
     EntriesSinceBackup,
@@ -28,6 +31,7 @@ from workflows.contracts import (
     FinanceSnapshot,
     ImageChange,
     ImageChangeResult,
+    MaintenanceRequest,
     MigrationRequest,
     MigrationResult,
     ModuleUpdateRequest,
@@ -39,6 +43,7 @@ from workflows.contracts import (
     PublishedEvidence,
     RehearsalRequest,
     RehearsalResult,
+    RestorePoint,
     RolloutStatus,
     RolloutWait,
     RunningState,
@@ -51,6 +56,8 @@ from workflows.contracts import (
     WorkItemInfo,
     WorkItemReport,
     WorkItemReportResult,
+    WritesSinceReopen,
+    WriteWatermark,
     evidence_blob_name,
 )
 
@@ -79,6 +86,9 @@ class Doubles:
     backup_unreachable: dict[str, int] = field(default_factory=dict)
     work_item_state: str = "Approved"
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
+    migration_fails: set[str] = field(default_factory=set)  # after maintenance, before reopen
+    ledger_drifts: set[str] = field(default_factory=set)  # the migration moves the ledger
+    writes_since: dict[str, int] = field(default_factory=dict)  # rows written after reopening
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
@@ -91,6 +101,9 @@ class Doubles:
     notifications: list[Notification] = field(default_factory=list)
     active: set[str] = field(default_factory=set)  # release ids rolling out per tenant right now
     overlaps: list[str] = field(default_factory=list)
+    replicas: dict[str, int] = field(default_factory=dict)  # tenant -> replicas now (any role)
+    closed: set[str] = field(default_factory=set)  # tenant databases closed to Odoo
+    restore_points: Counter = field(default_factory=Counter)  # tenant -> restore points taken
     _failed_once: set[str] = field(default_factory=set)
 
     def count(self, name: str, tenant: str | None = None) -> int:
@@ -123,7 +136,15 @@ class Doubles:
             self.migrate_database,
             self.entries_since_backup,
             self.restore_database,
+            self.close_database,
+            self.take_restore_point,
+            self.swap_to_restore_point,
+            self.reopen_database,
+            self.drop_restore_point,
+            self.take_write_watermark,
+            self.writes_since_reopen,
             self.read_running_state,
+            self.set_maintenance,
             self.run_module_update,
             self.set_image,
             self.wait_for_rollout,
@@ -221,8 +242,12 @@ class Doubles:
 
     @activity.defn(name=Activity.FINANCE_SNAPSHOT)
     async def finance_snapshot(self, task: TenantTask) -> FinanceSnapshot:
-        self._log(Activity.FINANCE_SNAPSHOT, task.tenant.name)
-        return _snapshot(task.tenant.name)
+        name = task.tenant.name
+        self._log(Activity.FINANCE_SNAPSHOT, name)
+        snapshot = _snapshot(name)
+        if name in self.ledger_drifts and self.database.get(name) == "migrated":
+            snapshot.total_debit = snapshot.total_credit = "99.00"
+        return snapshot
 
     @activity.defn(name=Activity.REHEARSE_MIGRATION)
     async def rehearse_migration(self, request: RehearsalRequest) -> RehearsalResult:
@@ -238,6 +263,12 @@ class Doubles:
     async def migrate_database(self, request: MigrationRequest) -> MigrationResult:
         name = request.tenant.name
         self._log(Activity.MIGRATE_DATABASE, name)
+        if name in self.migration_fails:
+            raise ApplicationError(
+                f"{name}: migration rolled back",
+                type=ErrorType.MIGRATION_FAILED,
+                non_retryable=True,
+            )
         applied, skipped = [], []
         for script in request.migrations:
             if self.ledger[(name, script.name)]:
@@ -263,6 +294,62 @@ class Doubles:
         self.database[name] = "restored"
         return DatabaseRestore(name, request.tenant.database, f"{request.tenant.database}_replaced")
 
+    # --- cutover ------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.CLOSE_DATABASE)
+    async def close_database(self, request: CutoverRequest) -> DatabaseClosed:
+        name = request.tenant.name
+        self._log(Activity.CLOSE_DATABASE, name)
+        self.closed.add(name)
+        self._transient(Activity.CLOSE_DATABASE, name)
+        return DatabaseClosed(name, request.tenant.database, ["PUBLIC", "odoo"], 0)
+
+    @activity.defn(name=Activity.TAKE_RESTORE_POINT)
+    async def take_restore_point(self, request: CutoverRequest) -> RestorePoint:
+        name = request.tenant.name
+        self._log(Activity.TAKE_RESTORE_POINT, name)
+        reused = bool(self.restore_points[name])
+        if not reused:  # like CREATE DATABASE: a retry finds the copy and reuses it
+            self.restore_points[name] += 1
+        self._transient(Activity.TAKE_RESTORE_POINT, name)
+        return RestorePoint(name, request.tenant.database, f"{request.tenant.database}_rp", reused)
+
+    @activity.defn(name=Activity.SWAP_TO_RESTORE_POINT)
+    async def swap_to_restore_point(self, request: CutoverRequest) -> DatabaseRestore:
+        name = request.tenant.name
+        self._log(Activity.SWAP_TO_RESTORE_POINT, name)
+        self.database[name] = "restore_point"
+        self._transient(Activity.SWAP_TO_RESTORE_POINT, name)
+        return DatabaseRestore(name, request.tenant.database, f"{request.tenant.database}_migrated")
+
+    @activity.defn(name=Activity.REOPEN_DATABASE)
+    async def reopen_database(self, request: CutoverRequest) -> DatabaseReopened:
+        name = request.tenant.name
+        self._log(Activity.REOPEN_DATABASE, name)
+        was_closed = name in self.closed
+        self.closed.discard(name)
+        return DatabaseReopened(
+            name, request.tenant.database, ["PUBLIC", "odoo"] if was_closed else []
+        )
+
+    @activity.defn(name=Activity.DROP_RESTORE_POINT)
+    async def drop_restore_point(self, request: CutoverRequest) -> RestorePoint:
+        self._log(Activity.DROP_RESTORE_POINT, request.tenant.name)
+        return RestorePoint(request.tenant.name, request.tenant.database, "", False)
+
+    @activity.defn(name=Activity.TAKE_WRITE_WATERMARK)
+    async def take_write_watermark(self, request: CutoverRequest) -> WriteWatermark:
+        self._log(Activity.TAKE_WRITE_WATERMARK, request.tenant.name)
+        return WriteWatermark(request.tenant.name, 120)
+
+    @activity.defn(name=Activity.WRITES_SINCE_REOPEN)
+    async def writes_since_reopen(self, request: CutoverRequest) -> WritesSinceReopen:
+        name = request.tenant.name
+        self._log(Activity.WRITES_SINCE_REOPEN, name)
+        rows = self.writes_since.get(name, 0)
+        tables = ["public.account_payment", "public.account_move"] if rows else []
+        return WritesSinceReopen(name, True, rows, tables)
+
     # --- k8s ----------------------------------------------------------------------------
 
     @activity.defn(name=Activity.READ_RUNNING_STATE)
@@ -276,6 +363,14 @@ class Doubles:
             for role, d in task.tenant.deployments.items()
         ]
         return RunningState(name, deployments)
+
+    @activity.defn(name=Activity.SET_MAINTENANCE)
+    async def set_maintenance(self, request: MaintenanceRequest) -> RolloutStatus:
+        name = request.tenant.name
+        self._log(Activity.SET_MAINTENANCE, name)
+        self.replicas[name] = 0 if request.enabled else request.state.deployments[0].replicas
+        self._transient(Activity.SET_MAINTENANCE, name)
+        return RolloutStatus(name, list(request.tenant.deployments.values()))
 
     @activity.defn(name=Activity.RUN_MODULE_UPDATE)
     async def run_module_update(self, request: ModuleUpdateRequest) -> ModuleUpdateResult:
@@ -311,6 +406,7 @@ class Doubles:
         self._log(Activity.RESTORE_RUNNING_STATE, name)
         self.images[name] = restore.state.image_of(restore.tenant.container)
         self.releases[name] = restore.state.deployments[0].release_annotation
+        self.replicas[name] = restore.state.deployments[0].replicas
         self.active.discard(name)
         return RolloutStatus(name, list(restore.tenant.deployments.values()))
 

@@ -83,7 +83,7 @@ async def test_abort_mid_rollout_compensates_per_on_failure(
         result = await abort_and_wait(handle, "wrong tax mapping spotted")
     assert result.outcome == Outcome.ABORTED
     assert "wrong tax mapping spotted" in result.reason
-    assert doubles.images["t1"] == OLD_IMAGE and doubles.database["t1"] == "restored"
+    assert doubles.images["t1"] == OLD_IMAGE and doubles.database["t1"] == "restore_point"
     assert "t2" not in doubles.tenants_called(Activity.SET_IMAGE)
     assert result.tenants == {"t1": "rolled_back", "t2": "not_deployed"}
 
