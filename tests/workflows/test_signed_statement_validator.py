@@ -77,7 +77,8 @@ async def test_validator_refuses_expired_and_replayed_statements_before_history(
         handle = await client.start_workflow(
             StatementProbe.run, probe_input(), id=f"probe-{uuid.uuid4()}", task_queue=task_queue
         )
-        now = datetime.now(UTC)
+        # the workflow's clock: the session's time-skipping server has skipped ahead of ours
+        now = (await time_skipping_env.get_current_time()).astimezone(UTC)
         with pytest.raises(WorkflowUpdateFailedError) as expired:
             await handle.execute_update(
                 StatementProbe.approve,
