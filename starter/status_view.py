@@ -37,6 +37,12 @@ def status_lines(status: ReleaseStatus) -> list[str]:
         f"release {status.release_id}: {phase}" + (" (paused)" if status.paused else ""),
         f"risk {status.risk or '?'}, spec sha256 {status.spec_sha256 or '(not validated yet)'}",
     ]
+    if status.simulated_start:
+        lines.insert(
+            1,
+            f"SIMULATED CLOCK: runs as if started at {status.simulated_start} "
+            "(demo worker; calendar checks do not use real time)",
+        )
     if status.approvals:
         given = ", ".join(f"{a.approver} ({a.role})" for a in status.approvals)
         lines.append(f"approved by: {given}")

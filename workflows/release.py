@@ -71,8 +71,14 @@ with workflow.unsafe.imports_passed_through():
         TenantPrepared,
         TenantReport,
     )
-    from workflows.validation import check_attempt, pin_problems, release_problems
+    from workflows.validation import (
+        check_attempt,
+        pin_problems,
+        release_problems,
+        simulated_start_problems,
+    )
     from workflows.windows import check_windows
+    from workflows.worker_config import fetch_worker_config
 
 OBSERVABILITY_RECHECK = timedelta(minutes=5)
 TENANT_LINKS_PER_ENTRY = 200
@@ -107,11 +113,9 @@ class FinanceRelease:
         self._wave_state: dict[str, str] = {}
         self._children = TenantChildren(self._tenant_finished)
         self._unlinked: list[TenantOutcome] = []  # finished, bundle not yet linked in evidence
-        self._offset = (
-            datetime.fromisoformat(request.simulated_start) - workflow.now()
-            if request.simulated_start
-            else timedelta(0)
-        )
+        self._offset = timedelta(0)  # set in _validate, when the worker allows a demo clock
+        self._simulated_start = ""
+        self._queues: dict[str, str] = {}  # from the workflows worker's configuration
         self._chain = EvidenceChain(request.release_id)
         self._closed = False
 
@@ -136,7 +140,13 @@ class FinanceRelease:
     async def _validate(self, request: ReleaseRequest) -> None:
         """Parse the pinned documents with governance; bad input ends as Invalid, untouched."""
         self._set_phase(Phase.VALIDATING)
-        problems = pin_problems(request)
+        config = await fetch_worker_config()
+        self._queues = dict(config.queues)
+        problems = simulated_start_problems(request.simulated_start, config.demo_clock)
+        if not problems and request.simulated_start:
+            self._simulated_start = request.simulated_start
+            self._offset = datetime.fromisoformat(request.simulated_start) - workflow.now()
+        problems += pin_problems(request)
         if not problems:
             try:
                 self._inventory = parse_inventory(request.inventory.text)
@@ -171,8 +181,18 @@ class FinanceRelease:
                 },
                 "migrations": {m.name: m.sha256 for m in request.migrations},
                 "simulated_start": request.simulated_start,
+                "routing": dict(sorted(self._queues.items())),
             },
         )
+        if self._simulated_start:
+            self._record(
+                "simulated_clock",
+                {
+                    "simulated_start": self._simulated_start,
+                    "real_start": workflow.now().isoformat(),
+                    "note": "demo clock: calendar checks did not use real time",
+                },
+            )
         self._waves = spec.waves()
         for name, tenants in self._waves:
             self._wave_state[name] = "pending"
@@ -466,7 +486,6 @@ class FinanceRelease:
             smoke=list(spec.smoke),
             rehearse=rehearse,
             hold_after_deploy=spec.rollout.on_failure == "rollback_all",
-            queues=dict(self._request.queues),
             clock_offset_seconds=self._offset.total_seconds(),
         )
         self._set_tenant(tenant.name, TenantPhase.PREPARING)
@@ -706,6 +725,7 @@ class FinanceRelease:
                 if s.state == TenantPhase.WAITING_FOR_LOCK
             },
             last_error=self._last_error,
+            simulated_start=self._simulated_start,
         )
 
     # --- small helpers -----------------------------------------------------------------------
@@ -805,7 +825,7 @@ class FinanceRelease:
 
     async def _call(self, name: str, arg: Any, result_type: type) -> Any:
         return await run_activity(
-            name, arg, result_type, self._request.queues, f"{name} {self._request.release_id}"
+            name, arg, result_type, self._queues, f"{name} {self._request.release_id}"
         )
 
     async def _notify(self, kind: str, message: str, needed_from: list[str] | None = None) -> None:

@@ -6,6 +6,8 @@ release `Invalid` with every problem named.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from governance.calendar import FreezeCalendar
 from governance.evidence import sha256_hex
 from governance.inventory import Inventory
@@ -13,6 +15,7 @@ from governance.policy import ApprovalPolicy
 from governance.spec import ReleaseSpec
 from workflows.contracts import MigrationScript
 from workflows.messages import ApprovalRequest, ReleaseRequest
+from workflows.worker_config import DEMO_CLOCK_VARIABLE
 
 KiB, MiB = 1 << 10, 1 << 20
 # The start request is one payload (Temporal refuses 2 MB); scripts this big belong in a
@@ -28,6 +31,24 @@ def check_attempt(request: ApprovalRequest) -> None:
     for name in ("approver", "role", "spec_sha256"):
         if not getattr(request, name):
             raise ValueError(f"{name} is required")
+
+
+def simulated_start_problems(value: str, demo_clock: bool) -> list[str]:
+    """A simulated clock only on a worker started for drills and tests, and a real instant."""
+    if not value:
+        return []
+    if not demo_clock:
+        return [
+            "simulated_start: refused: the workflows worker does not run on a demo clock "
+            f"({DEMO_CLOCK_VARIABLE}=1 is for drills and tests); a release runs on real time"
+        ]
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        return [f"simulated_start: {value[:40]!r} is not an ISO 8601 instant"]
+    if start.tzinfo is None:
+        return [f"simulated_start: {value[:40]!r} needs a UTC offset, e.g. +01:00"]
+    return []
 
 
 def pin_problems(request: ReleaseRequest) -> list[str]:
