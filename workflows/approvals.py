@@ -1,7 +1,8 @@
 """Approval attempts of one release, through `governance.ApprovalState`, into status and evidence.
 
-Both the `approve`/`reject` updates and the signals of the same names land here; refused
-attempts are kept (status and evidence), never silently dropped.
+The `approve`/`reject` updates land here (there are no signals of those names: a signal
+would skip the update validators); refused attempts are kept (status and evidence), never
+silently dropped.
 """
 
 from __future__ import annotations

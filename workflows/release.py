@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from governance.calendar import parse_calendar
     from governance.evidence import EvidenceChain
     from governance.inventory import Tenant, parse_inventory
-    from governance.policy import ApprovalState, parse_policy
+    from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
     from governance.problems import ValidationFailed
     from governance.spec import ReleaseSpec, parse_spec
     from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WaveStatus,
         tenant_workflow_id,
     )
+    from workflows.operators import operator_refusal
     from workflows.policies import run_activity
     from workflows.tenant_messages import (
         DeployOrder,
@@ -594,14 +595,6 @@ class FinanceRelease:
     def _check_reject(self, request: ApprovalRequest) -> None:
         check_attempt(request)
 
-    @workflow.signal(name="approve")
-    async def approve_signal(self, request: ApprovalRequest) -> None:
-        await self._attempt(request, approve=True)
-
-    @workflow.signal(name="reject")
-    async def reject_signal(self, request: ApprovalRequest) -> None:
-        await self._attempt(request, approve=False)
-
     async def _attempt(self, request: ApprovalRequest, approve: bool) -> ApprovalVerdict:
         # an attempt may arrive before validation has opened the approvals
         await workflow.wait_condition(lambda: self._desk is not None or self._closed)
@@ -624,7 +617,7 @@ class FinanceRelease:
 
     @pause.validator
     def _check_pause(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "pause")
         if self._paused:
             raise ValueError("the release is already paused")
 
@@ -636,7 +629,7 @@ class FinanceRelease:
 
     @resume.validator
     def _check_resume(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "resume")
         if not self._paused:
             raise ValueError("the release is not paused")
 
@@ -648,7 +641,7 @@ class FinanceRelease:
 
     @promote.validator
     def _check_promote(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "promote")
         if not any(s == "awaiting_promotion" for s in self._wave_state.values()):
             raise ValueError("no wave is waiting for promotion")
 
@@ -660,7 +653,7 @@ class FinanceRelease:
 
     @abort.validator
     def _check_abort(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "abort")
         if not request.reason:
             raise ValueError("abort needs a reason")
         if self._abort is not None:
@@ -674,8 +667,7 @@ class FinanceRelease:
 
     @decide.validator
     def _check_decide(self, request: DecisionRequest) -> None:
-        if not request.operator:
-            raise ValueError("operator is required")
+        self._check_operator(request.operator, "decide")
         if request.choice not in DECISIONS:
             raise ValueError(
                 f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}"
@@ -684,11 +676,27 @@ class FinanceRelease:
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
             raise ValueError(f"tenant {request.tenant!r} is not waiting for a decision")
 
-    def _check_operator(self, request: OperatorRequest) -> None:
-        if not request.operator:
+    def _check_operator(self, operator: str, action: str) -> None:
+        if not operator:
             raise ValueError("operator is required")
         if self._closed:
             raise ValueError(f"the release has ended: {self._outcome}")
+        requester = self._spec.requested_by if self._spec else ""
+        refusal = operator_refusal(self._operator_policy(), operator, action, requester)
+        if refusal:
+            raise ValueError(refusal)
+
+    def _operator_policy(self) -> ApprovalPolicy | None:
+        """The policy operator actions are checked against. An update may arrive with the
+        start, before `run` parsed it: then it is parsed here, purely, from the pinned text
+        (nothing is kept: validators do not run again on replay)."""
+        policy: ApprovalPolicy | None = getattr(self, "_policy", None)
+        if policy is not None:
+            return policy
+        try:
+            return parse_policy(self._request.policy.text)
+        except ValidationFailed:
+            return None
 
     @workflow.query
     def status(self) -> ReleaseStatus:

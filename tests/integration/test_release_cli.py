@@ -271,6 +271,18 @@ async def test_pause_and_resume_reach_the_release(started: tuple[str, str]) -> N
     assert (await status_of(release_id))["paused"] is False
 
 
+async def test_operator_verbs_without_an_operator_role_are_refused(
+    started: tuple[str, str],
+) -> None:
+    release_id, _ = started
+    for verb in (["pause"], ["abort", "--reason", "mine now"]):
+        refused = await finrelease(*verb[:1], release_id, "--as", "bob@example.com", *verb[1:])
+        assert refused.exit_code == 3, refused.output
+        assert "is not a member of release_manager or operator" in refused.stderr
+    status = await status_of(release_id)
+    assert status["paused"] is False and status["outcome"] == ""
+
+
 async def test_abort_needs_a_reason(started: tuple[str, str]) -> None:
     result = await finrelease("abort", started[0], "--as", "erin@example.com", "--reason", "")
     assert result.exit_code == 3

@@ -45,6 +45,7 @@ approvers:
   finance: [carol@example.com]
   release_manager: [erin@example.com]
   break_glass: [cfo@example.com]
+  operator: [operator@example.com]
 risk:
   low:       {approvals: {platform: 1}, rehearse: canary}
   medium:    {approvals: {platform: 1, finance: 1}, rehearse: all}

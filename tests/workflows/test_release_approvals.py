@@ -103,9 +103,8 @@ async def test_rejection_ends_the_release(
     release = make_release(task_queue, 2)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
-        # the signal path: callers that can only signal reach the same rules
-        await handle.signal(
-            "reject",
+        await handle.execute_update(
+            FinanceRelease.reject,
             ApprovalRequest("dan@example.com", "platform", release.spec_sha256, "not this week"),
         )
         result = await handle.result()
