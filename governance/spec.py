@@ -30,6 +30,7 @@ from governance.calendar import FreezeCalendar
 from governance.documents import Problems, format_duration, join, load_yaml, problems_only
 from governance.documents import parse_duration as parse_duration
 from governance.evidence import canonical_json
+from governance.identity import read_identity
 from governance.inventory import TIERS, Inventory
 from governance.policy import RISK_CLASSES, ApprovalPolicy
 
@@ -193,7 +194,7 @@ def _parse(
             v, "release_id", RELEASE_ID, "must be 3-64 of A-Z a-z 0-9 . _ -"
         ),
         "work_item": lambda v: problems.integer(v, "work_item", minimum=1),
-        "requested_by": lambda v: problems.text(v, "requested_by"),
+        "requested_by": lambda v: read_identity(v, "requested_by", problems),
         "risk": lambda v: problems.choice(v, "risk", RISK_CLASSES),
         "image": lambda v: problems.text(
             v, "image", PINNED_IMAGE, "must be pinned by digest: <repository>@sha256:<64 hex>"

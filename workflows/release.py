@@ -74,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.validation import (
         check_attempt,
+        check_identity,
+        check_text,
         pin_problems,
         release_problems,
         simulated_start_problems,
@@ -617,7 +619,7 @@ class FinanceRelease:
 
     @pause.validator
     def _check_pause(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "pause")
+        self._check_operator(request.operator, "pause", request.reason)
         if self._paused:
             raise ValueError("the release is already paused")
 
@@ -629,7 +631,7 @@ class FinanceRelease:
 
     @resume.validator
     def _check_resume(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "resume")
+        self._check_operator(request.operator, "resume", request.reason)
         if not self._paused:
             raise ValueError("the release is not paused")
 
@@ -641,7 +643,7 @@ class FinanceRelease:
 
     @promote.validator
     def _check_promote(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "promote")
+        self._check_operator(request.operator, "promote", request.reason)
         if not any(s == "awaiting_promotion" for s in self._wave_state.values()):
             raise ValueError("no wave is waiting for promotion")
 
@@ -653,7 +655,7 @@ class FinanceRelease:
 
     @abort.validator
     def _check_abort(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "abort")
+        self._check_operator(request.operator, "abort", request.reason)
         if not request.reason:
             raise ValueError("abort needs a reason")
         if self._abort is not None:
@@ -667,18 +669,20 @@ class FinanceRelease:
 
     @decide.validator
     def _check_decide(self, request: DecisionRequest) -> None:
-        self._check_operator(request.operator, "decide")
+        self._check_operator(request.operator, "decide", request.reason)
         if request.choice not in DECISIONS:
             raise ValueError(
-                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}"
+                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice[:32]!r}"
             )
         state = self._tenants.get(request.tenant)
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
-            raise ValueError(f"tenant {request.tenant!r} is not waiting for a decision")
+            raise ValueError(f"tenant {request.tenant[:64]!r} is not waiting for a decision")
 
-    def _check_operator(self, operator: str, action: str) -> None:
+    def _check_operator(self, operator: str, action: str, reason: str = "") -> None:
         if not operator:
             raise ValueError("operator is required")
+        check_identity("operator", operator)
+        check_text("reason", reason)
         if self._closed:
             raise ValueError(f"the release has ended: {self._outcome}")
         requester = self._spec.requested_by if self._spec else ""

@@ -131,3 +131,36 @@ async def test_release_expires_when_approvals_miss_the_deadline(
     assert doubles.count(Activity.SET_IMAGE) == 0
     expired = [e for e in doubles.bundles[""]["entries"] if e["kind"] == "expired"]
     assert expired and expired[0]["data"]["missing"] == {"finance": 1}
+
+
+async def test_forged_names_and_huge_comments_are_refused_before_history(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1)
+    sha = release.spec_sha256
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        for request, rule in (
+            (ApprovalRequest("bob@example.com\n\x1b[32mapproved by cfo", "platform", sha),
+             "approver: must not contain control"),
+            (ApprovalRequest("b\u043eb@example.com", "platform", sha), "approver: mixes scripts"),
+            (ApprovalRequest("bob@example.com", "platform", sha, "x" * 2049),
+             "comment: at most 2,048 bytes, not 2,049"),
+        ):  # fmt: skip
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(FinanceRelease.approve, request)
+            assert rule in str(refused.value.cause)
+        history = await handle.fetch_history()
+        status = await handle.query(FinanceRelease.status)
+        # the requester in capitals is still the requester; a member in capitals is a member
+        code = await _refused_code(handle, ApprovalRequest("ALICE@example.com", "platform", sha))
+        await handle.execute_update(
+            FinanceRelease.approve, ApprovalRequest("Bob@Example.com", "platform", sha)
+        )
+        result = await handle.result()
+    assert not any(
+        e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events
+    )
+    assert status.refused == [] and status.approvals == []
+    assert code == "requester"
+    assert result.outcome == Outcome.COMPLETED

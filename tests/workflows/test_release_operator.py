@@ -200,6 +200,7 @@ async def test_an_approve_signal_counts_for_nothing(
     release = make_release(task_queue, 1)  # low: one platform approval would do
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
+        await wait_for_status(handle, lambda s: s.phase == "AwaitingApproval")
         await handle.signal(
             "approve", ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
         )
