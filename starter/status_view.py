@@ -49,10 +49,13 @@ def status_lines(status: ReleaseStatus) -> list[str]:
     missing = {role: n for role, n in status.missing.items() if n > 0}
     if missing and not status.outcome:
         lines.append("approvals missing: " + ", ".join(f"{r} x{n}" for r, n in missing.items()))
-    for refused in status.refused[-3:]:
+    for refused in status.refused[:3]:
         lines.append(
             f"refused {refused.kind} by {refused.approver} ({refused.role}): {refused.message}"
         )
+    if sum(status.refused_counts.values()) > len(status.refused[:3]):
+        counts = ", ".join(f"{code} x{n}" for code, n in status.refused_counts.items())
+        lines.append(f"refused attempts in all: {counts}")
     if status.next_timer:
         lines.append(f"next timer: {status.next_timer} — {status.next_timer_reason}")
     for tenant, holder in status.waiting_for_locks.items():

@@ -205,3 +205,5 @@ class ReleaseStatus:
     waiting_for_locks: dict[str, str]  # tenant -> lock holder
     last_error: str
     simulated_start: str = ""  # set when the release runs on a demo clock (never in production)
+    # every refused approval attempt per reason code; `refused` holds only the first few
+    refused_counts: dict[str, int] = field(default_factory=dict)

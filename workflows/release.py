@@ -443,7 +443,13 @@ class FinanceRelease:
         # counts only: each tenant's own state is in its link, and its bundle
         states = Counter(s.state for s in self._tenants.values())
         self._record(
-            "outcome", {"outcome": outcome, "reason": reason, "tenant_states": dict(states)}
+            "outcome",
+            {
+                "outcome": outcome,
+                "reason": reason,
+                "tenant_states": dict(states),
+                "refused_attempts": self._refused_counts(),
+            },
         )
         publication = EvidencePublication(self._request.release_id, self._chain.bundle(), outcome)
         published: PublishedEvidence = await self._call(
@@ -583,6 +589,7 @@ class FinanceRelease:
     @approve.validator
     def _check_approve(self, request: ApprovalRequest) -> None:
         check_attempt(request)
+        self._check_flood(request, approve=True)
 
     @workflow.update
     async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
@@ -596,13 +603,25 @@ class FinanceRelease:
     @reject.validator
     def _check_reject(self, request: ApprovalRequest) -> None:
         check_attempt(request)
+        self._check_flood(request, approve=False)
+
+    def _check_flood(self, request: ApprovalRequest, approve: bool) -> None:
+        desk = self._attempt_desk()
+        refusal = desk.flood_refusal(request, self.now(), approve) if desk else ""
+        if refusal:
+            raise ValueError(refusal)
+
+    def _attempt_desk(self) -> ApprovalDesk | None:
+        """The desk an attempt goes to: the approvals, or the retrospective one after them."""
+        desk = self._desk
+        if self._retro is not None and desk is not None and desk.state.outcome != "pending":
+            return self._retro
+        return desk
 
     async def _attempt(self, request: ApprovalRequest, approve: bool) -> ApprovalVerdict:
         # an attempt may arrive before validation has opened the approvals
         await workflow.wait_condition(lambda: self._desk is not None or self._closed)
-        desk = self._desk
-        if self._retro is not None and desk is not None and desk.state.outcome != "pending":
-            desk = self._retro
+        desk = self._attempt_desk()
         if desk is None:
             return ApprovalVerdict(False, "decided", f"release ended: {self._outcome}")
         if approve:
@@ -738,7 +757,16 @@ class FinanceRelease:
             },
             last_error=self._last_error,
             simulated_start=self._simulated_start,
+            refused_counts=self._refused_counts(),
         )
+
+    def _refused_counts(self) -> dict[str, int]:
+        """Refused approval attempts per reason code, retrospective ones included."""
+        counts: Counter[str] = Counter()
+        for desk in (self._desk, self._retro):
+            if desk is not None:
+                counts.update(desk.refused_counts)
+        return dict(sorted(counts.items()))
 
     # --- small helpers -----------------------------------------------------------------------
 

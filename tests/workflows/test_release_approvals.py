@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from governance.evidence import canonical_json
 from tests.workflows.release_doubles import Doubles
-from tests.workflows.release_harness import abort_and_wait, make_release, start, worker
+from tests.workflows.release_harness import abort_and_wait, approve_all, make_release, start, worker
+from workflows.approvals import MAX_RECORDED_REFUSALS, REFUSALS_IN_FULL
 from workflows.contracts import Activity
 from workflows.messages import APPROVAL_REFUSED, ApprovalRequest, Outcome
 from workflows.release import FinanceRelease
+from workflows.validation import MAX_COMMENT_BYTES
 
 
 async def _refused_code(handle: WorkflowHandle, request: ApprovalRequest) -> str:
@@ -164,3 +170,41 @@ async def test_forged_names_and_huge_comments_are_refused_before_history(
     assert status.refused == [] and status.approvals == []
     assert code == "requester"
     assert result.outcome == Outcome.COMPLETED
+
+
+FLOOD = 130  # past MAX_RECORDED_REFUSALS, so both bounds are exercised
+
+
+async def test_a_flood_of_refused_attempts_leaves_status_history_and_evidence_bounded(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    release = make_release(task_queue, 1)
+    comment = "x" * MAX_COMMENT_BYTES
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        not_recorded = 0
+        for i in range(FLOOD):
+            who = "alice@example.com" if i % 2 else "carol@example.com"
+            request = ApprovalRequest(who, "platform", release.spec_sha256, comment)
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(FinanceRelease.approve, request)
+            not_recorded += "not recorded" in str(refused.value.cause)
+        status = await handle.query(FinanceRelease.status)
+        history = await handle.fetch_history()
+        await approve_all(handle, release)  # the legitimate approver still gets through
+        result = await handle.result()
+    assert not_recorded == FLOOD - MAX_RECORDED_REFUSALS
+    assert len(status.refused) == REFUSALS_IN_FULL
+    assert status.refused_counts == {"not_member": 50, "requester": 50}
+    assert len(json.dumps(dataclasses.asdict(status))) < 8_000
+    history_bytes = len(history.to_json())
+    # ~7 KB of (pretty-printed) history per recorded attempt, none for the later ones
+    assert history_bytes < MAX_RECORDED_REFUSALS * 8_000, history_bytes
+    assert result.outcome == Outcome.COMPLETED
+    bundle = doubles.bundles[""]
+    kept = [e for e in bundle["entries"] if e["kind"] == "approval_refused"]
+    assert len(kept) == REFUSALS_IN_FULL
+    outcome = [e for e in bundle["entries"] if e["kind"] == "outcome"][0]
+    assert outcome["data"]["refused_attempts"] == {"not_member": 50, "requester": 50}
+    assert len(canonical_json(bundle)) < 40_000
