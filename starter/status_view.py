@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.table import Table
-from rich.text import Text
 
+from starter.safe_text import cell
 from workflows.messages import ReleaseStatus
 
 STATE_STYLE = {
@@ -73,11 +73,13 @@ def render_status(status: ReleaseStatus) -> RenderableType:
     table.add_column("state")
     table.add_column("detail", overflow="fold")
     for wave in status.waves:
-        table.add_row(wave.name, "", Text(wave.state, style=_style(wave.state)), "")
+        table.add_row(cell(wave.name), "", cell(wave.state, _style(wave.state)), "")
         for tenant in wave.tenants:
             detail = tenant.detail or (
                 f"lock held by {tenant.lock_holder}" if tenant.lock_holder else ""
             )
-            table.add_row("", tenant.tenant, Text(tenant.state, style=_style(tenant.state)), detail)
-    header = [Text(line) for line in status_lines(status)]
+            state = cell(tenant.state, _style(tenant.state))
+            table.add_row("", cell(tenant.tenant), state, cell(detail))
+    # each line goes through `printable` whole: a value holding a newline stays on its line
+    header = [cell(line) for line in status_lines(status)]
     return Group(*header, table) if status.waves else Group(*header)

@@ -258,6 +258,26 @@ async def test_list_finds_the_release_awaiting_approval(started: tuple[str, str]
     assert release_id in table.stdout
 
 
+async def test_list_prints_a_markup_like_requester_as_text(
+    cli_stack: Client, tmp_path: Path
+) -> None:
+    release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
+    files = release_files(tmp_path, release_id)
+    replace_in(tmp_path / "release.yaml", "alice@example.com", '"[bold]al[/]ice@example.com"')
+    started = await finrelease("start", *files, "--json")
+    assert started.exit_code == 0, started.output
+    await awaiting_approval(release_id)
+    for _ in range(300):  # visibility is eventually consistent
+        table = await finrelease("list", "--tenant", "tokyo", "--limit", "500")
+        assert table.exit_code == 0, (table.output, table.exception)  # Rich used to crash
+        if release_id in table.stdout:
+            break
+        await asyncio.sleep(0.2)
+    assert "[bold]al[/]" in table.stdout  # shown as typed, not read as markup
+    status = await finrelease("status", release_id)
+    assert status.exit_code == 0, (status.output, status.exception)
+
+
 async def test_pause_and_resume_reach_the_release(started: tuple[str, str]) -> None:
     release_id, _ = started
     paused = await finrelease("pause", release_id, "--as", "erin@example.com")
