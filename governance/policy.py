@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from governance.documents import Problems, join, load_yaml, problems_only
+from governance.documents import Problems, join, load_yaml, problems_only, quoted
 from governance.identity import canonical_identity, identity_problem, same_identity
 
 RISK_CLASSES = ("low", "medium", "high", "emergency")
@@ -154,7 +154,7 @@ def _risk_rule(
             rpath = join(apath, str(role))
             number = problems.integer(count, rpath, minimum=1)
             if role not in approvers:
-                problems.add(rpath, f"role {role!r} is not defined under approvers")
+                problems.add(rpath, f"role {quoted(role)} is not defined under approvers")
             elif number is not None and number > len(approvers[role]):
                 problems.add(rpath, f"quorum {number} exceeds the {len(approvers[role])} members")
             if number is not None:
@@ -190,7 +190,7 @@ class ApprovalState:
         deadline: datetime,
     ) -> None:
         if risk not in policy.risk:
-            raise ValueError(f"the policy has no rule for risk class {risk!r}")
+            raise ValueError(f"the policy has no rule for risk class {quoted(risk)}")
         self.policy = policy
         self.risk = risk
         self.requester = requester
@@ -215,16 +215,16 @@ class ApprovalState:
         if attempt.spec_sha256 != self.spec_sha256:
             return _refuse(
                 "wrong_spec",
-                f"spec sha256 {attempt.spec_sha256!r} is not this release's {self.spec_sha256}",
+                f"spec sha256 {quoted(attempt.spec_sha256)} is not this release's {self.spec_sha256}",
             )
         if same_identity(who, self.requester):
             return _refuse("requester", f"{who} requested this release and may not decide it")
         if not any(same_identity(who, m) for m in self.policy.approvers.get(role, ())):
-            return _refuse("not_member", f"{who} is not a member of role {role!r}")
+            return _refuse("not_member", f"{who} is not a member of role {quoted(role)}")
         if role not in self.quorum:
             return _refuse(
                 "role_not_required",
-                f"a {self.risk} release needs no approval from role {role!r}"
+                f"a {self.risk} release needs no approval from role {quoted(role)}"
                 f" (needs: {', '.join(sorted(self.quorum))})",
             )
         return None
@@ -247,7 +247,7 @@ class ApprovalState:
                     " one person fills one role per release",
                 )
         if self._count(approval.role) >= self.quorum[approval.role]:
-            return _refuse("quorum_full", f"role {approval.role!r} already has its approvals")
+            return _refuse("quorum_full", f"role {quoted(approval.role)} already has its approvals")
         return Verdict(True, ACCEPTED, f"{approval.approver} approved as {approval.role}")
 
     def check_rejection(self, rejection: Rejection) -> Verdict:
