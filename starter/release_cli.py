@@ -1,5 +1,5 @@
 """The release verbs of `finrelease`: start, status, watch, approve, reject, pause, resume,
-promote, abort, decide, list.
+promote, abort, decide, resolve, list.
 
 Exit codes: 0 ok, 1 error, 2 invalid input, 3 refused by the release (an update the
 workflow's validator or approval rules turned down; the reason is printed).
@@ -43,6 +43,7 @@ from starter.safe_text import cell, printable
 from starter.status_view import render_status, status_lines
 from workflows.messages import (
     DECISIONS,
+    PARK_CHOICES,
     RELEASE_PHASE,
     REQUESTED_BY,
     RISK_CLASS,
@@ -52,6 +53,7 @@ from workflows.messages import (
     DecisionRequest,
     OperatorRequest,
     Outcome,
+    ParkedRequest,
     ReleaseResult,
     ReleaseStatus,
 )
@@ -348,6 +350,26 @@ def decide(
     typer.echo(printable(_execute(go())))
 
 
+def resolve(
+    release_id: ReleaseId,
+    choice: Annotated[str, typer.Argument(help="retry | leave_out")],
+    tenant: Annotated[str, typer.Option(help="the parked tenant")],
+    actor: As = None,
+    reason: Reason = "",
+) -> None:
+    """Answer a parked tenant (its preparation could not run): retry it, or leave it out."""
+    if choice not in PARK_CHOICES:
+        _fail(f"choice must be one of {', '.join(PARK_CHOICES)}, not {choice[:40]!r}", INVALID)
+
+    async def go() -> str:
+        request = ParkedRequest(tenant, choice, resolve_actor(actor), reason)
+        client = await connect_client()
+        handle = release_handle(client, release_id)
+        return str(await _update(handle, FinanceRelease.resolve, request))
+
+    typer.echo(_execute(go()))
+
+
 # ---------------------------------------------------------------- list
 
 
@@ -426,4 +448,5 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote)
     app.command("abort")(abort)
     app.command("decide")(decide)
+    app.command("resolve")(resolve)
     app.command("list")(list_releases)

@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from workers.context import ContextInterceptor
+from workers.failure_routing import FailureRoutingInterceptor
 from workers.keepalive import HEARTBEAT_FLUSH, KeepAliveInterceptor
 from workers.runtime import queue_name
 from workers.sweeper import ScratchSweeper, aliases_in
@@ -140,8 +141,13 @@ def _activity_worker(
         max_concurrent_activities=limit,
         # every activity today is async; the pool only serves a sync one added later
         activity_executor=ThreadPoolExecutor(max_workers=limit),
-        # a long step that reports no progress still heartbeats: see workers/keepalive.py
-        interceptors=[*_worker_interceptors(client), KeepAliveInterceptor()],
+        # a long step that reports no progress still heartbeats: see workers/keepalive.py;
+        # its own failures go to the workflow's budget: see workers/failure_routing.py
+        interceptors=[
+            *_worker_interceptors(client),
+            KeepAliveInterceptor(),
+            FailureRoutingInterceptor(),
+        ],
         max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
         graceful_shutdown_timeout=grace,
     )

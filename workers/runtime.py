@@ -20,6 +20,7 @@ from aiohttp import web
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RetryConfig
 from temporalio.worker import Worker
 
 from workers.context import ContextInterceptor
@@ -28,6 +29,17 @@ from workflows.contracts import TASK_QUEUES
 log = structlog.get_logger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
+
+# Calls to the server — a worker's activity completions and heartbeats among them — are
+# retried for up to 2 minutes (the SDK's default gives up after 10 s), so a result finished
+# while the server restarts is delivered afterwards instead of dropped and run again.
+SERVER_CALL_RETRIES = RetryConfig(
+    initial_interval_millis=200,
+    multiplier=1.5,
+    max_interval_millis=5_000,
+    max_elapsed_time_millis=120_000,
+    max_retries=100,
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ async def connect(
         **config,  # type: ignore[arg-type]
         interceptors=[ContextInterceptor()],
         runtime=runtime,
+        retry_config=SERVER_CALL_RETRIES,
     )
 
 

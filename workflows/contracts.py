@@ -129,6 +129,24 @@ NON_RETRYABLE = [
     ErrorType.NOT_FOUND,
 ]
 
+# Failures that judge the tenant's own state: the step ran and found something wrong. Any
+# other failure means the step could not run (a server down, a worker gone, configuration
+# missing): retrying later, or an operator, can help; compensating a healthy tenant cannot.
+VERDICTS = frozenset(
+    {
+        ErrorType.INVALID_RELEASE,
+        ErrorType.WORK_ITEM_INVALID,
+        ErrorType.WORK_ITEM_ACCESS,
+        ErrorType.BACKUP_VERIFICATION_FAILED,
+        ErrorType.REHEARSAL_FAILED,
+        ErrorType.MIGRATION_FAILED,
+        ErrorType.MODULE_UPDATE_FAILED,
+        ErrorType.ROLLOUT_STUCK,
+        ErrorType.SMOKE_CHECK_FAILED,
+        ErrorType.EVIDENCE_CONFLICT,
+    }
+)
+
 
 # ---------------------------------------------------------------- shared pieces
 

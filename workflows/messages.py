@@ -151,6 +151,19 @@ class DecisionRequest:
 DECISIONS = ("restore", "fix_forward")
 
 
+@dataclass
+class ParkedRequest:
+    """An operator's answer for a parked tenant (its preparation could not run)."""
+
+    tenant: str
+    choice: str  # retry | leave_out
+    operator: str
+    reason: str = ""
+
+
+PARK_CHOICES = ("retry", "leave_out")
+
+
 # ---------------------------------------------------------------- status
 
 

@@ -44,12 +44,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import (
         APPROVAL_REFUSED,
         DECISIONS,
+        PARK_CHOICES,
         RELEASE_PHASE,
         ApprovalRequest,
         ApprovalVerdict,
         DecisionRequest,
         OperatorRequest,
         Outcome,
+        ParkedRequest,
         Phase,
         ReleaseRequest,
         ReleaseResult,
@@ -63,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tenant_messages import (
         DeployOrder,
         Finish,
+        ParkResolution,
         StandDown,
         TenantAbort,
         TenantDecision,
@@ -116,6 +119,7 @@ class FinanceRelease:
         self._wave_state: dict[str, str] = {}
         self._children = TenantChildren(self._tenant_finished)
         self._unlinked: list[TenantOutcome] = []  # finished, bundle not yet linked in evidence
+        self._announced_parked: set[str] = set()
         self._offset = timedelta(0)  # set in _validate, when the worker allows a demo clock
         self._simulated_start = ""
         self._queues: dict[str, str] = {}  # from the workflows worker's configuration
@@ -269,22 +273,71 @@ class FinanceRelease:
             await self._wait_unpaused()
             await self._wait(lambda: children.preparing() < limit)
             self._start_child(self._inventory.get(name), rule.rehearse == "all" or name == canary)
-        await self._wait(lambda: all(children.is_backed_up(t) for t in spec.tenants))
+        await self._wait_announcing_parked(
+            lambda: all(children.is_backed_up(t) or self._parked(t) for t in spec.tenants)
+        )
         self._set_phase(Phase.REHEARSING)
-        await self._wait(
+        await self._wait_announcing_parked(
             lambda: all(t in children.prepared or t in children.outcomes for t in spec.tenants)
         )
-        failed = {t: p.reason for t, p in children.prepared.items() if not p.ok}
+        left_out = sorted(t for t, p in children.prepared.items() if p.left_out)
+        failed = {t: p.reason for t, p in children.prepared.items() if not p.ok and not p.left_out}
         if failed:
             self._record("gate_failed", {"gate": "backups and rehearsal", "tenants": failed})
             raise ReleaseEnded(Outcome.FAILED, "; ".join(failed.values()))
+        if left_out:
+            self._leave_out(left_out)
+
+    async def _wait_announcing_parked(self, condition: Any) -> None:
+        """Wait for `condition`; each tenant that parks meanwhile is recorded and announced."""
+        while True:
+            await self._wait(lambda: condition() or bool(self._unannounced_parked()))
+            for tenant in self._unannounced_parked():
+                self._announced_parked.add(tenant)
+                detail = self._tenants[tenant].detail
+                self._record("tenant_parked", {"tenant": tenant, "detail": detail})
+                self._last_error = detail
+                workflow.set_current_details(
+                    f"{self._phase}: {tenant} parked, waiting for an operator to retry it,"
+                    f" leave it out or abort the release — {detail}"[:500]
+                )
+                await self._notify(
+                    "parked",
+                    f"{tenant} is parked: {detail}. Choose `finrelease resolve"
+                    f" {self._request.release_id} retry|leave_out --tenant {tenant}`, or abort.",
+                    self._members({"release_manager": 1}),
+                )
+            if condition():
+                return
+
+    def _parked(self, tenant: str) -> bool:
+        state = self._tenants.get(tenant)
+        return state is not None and state.state == TenantPhase.PARKED
+
+    def _unannounced_parked(self) -> list[str]:
+        return sorted(
+            t for t in self._tenants if self._parked(t) and t not in self._announced_parked
+        )
+
+    def _leave_out(self, tenants: list[str]) -> None:
+        """Drop left-out tenants from the waves: they were not prepared, they are not deployed."""
+        self._record("tenants_left_out", {"tenants": tenants})
+        waves = [(w, [t for t in names if t not in tenants]) for w, names in self._waves]
+        for wave, names in waves:
+            if not names:
+                self._wave_state[wave] = "done"
+        self._waves = [(w, names) for w, names in waves if names]
 
     async def _pass_gates(self) -> None:
         """Rollback package for every tenant, then hold until observability is green."""
         spec = self._spec
         assert spec is not None
         prepared = self._children.prepared
-        missing = [t for t in spec.tenants if not (t in prepared and prepared[t].backup)]
+        missing = [
+            t
+            for t in spec.tenants
+            if not (t in prepared and (prepared[t].backup or prepared[t].left_out))
+        ]
         if missing:
             raise ReleaseEnded(Outcome.FAILED, f"no rollback package for {', '.join(missing)}")
         self._record("gate_passed", {"gate": "rollback packages", "tenants": list(spec.tenants)})
@@ -392,7 +445,11 @@ class FinanceRelease:
         deployed = children.deployed()
         failed = [o.tenant for o in children.failures()]
         # not failures (nothing of ours was changed on them), but the release did not reach them
-        left_alone = sorted(children.blocked) + children.in_state(TenantPhase.CHANGED_SINCE_BACKUP)
+        left_alone = (
+            sorted(children.blocked)
+            + children.in_state(TenantPhase.CHANGED_SINCE_BACKUP)
+            + children.in_state(TenantPhase.LEFT_OUT)
+        )
         if self._abort is not None:
             return Outcome.ABORTED, f"aborted by {self._abort.operator}: {self._abort.reason}"
         if halted:
@@ -563,7 +620,13 @@ class FinanceRelease:
     @workflow.signal
     def tenant_prepared(self, prepared: TenantPrepared) -> None:
         self._children.prepared[prepared.tenant] = prepared
-        state = TenantPhase.PREPARED if prepared.ok else TenantPhase.PREPARATION_FAILED
+        state = (
+            TenantPhase.PREPARED
+            if prepared.ok
+            else TenantPhase.LEFT_OUT
+            if prepared.left_out
+            else TenantPhase.PREPARATION_FAILED
+        )
         self._set_tenant(prepared.tenant, state, prepared.reason)
 
     @workflow.signal
@@ -696,6 +759,40 @@ class FinanceRelease:
         state = self._tenants.get(request.tenant)
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
             raise ValueError(f"tenant {request.tenant[:64]!r} is not waiting for a decision")
+
+    @workflow.update
+    async def resolve(self, request: ParkedRequest) -> str:
+        """Answer for a parked tenant: `retry` its preparation, or `leave_out` of this release."""
+        self._record(
+            "parked_resolved",
+            {"tenant": request.tenant, "choice": request.choice, "reason": request.reason},
+            request.operator,
+        )
+        # no longer parked from here on (parking again is announced again)
+        self._set_tenant(request.tenant, TenantPhase.PREPARING, f"{request.choice} requested")
+        self._announced_parked.discard(request.tenant)
+        resolution = ParkResolution(request.choice, request.operator, request.reason)
+        await self._children.signal(request.tenant, "resolve_parked", resolution)
+        return f"{request.choice} sent to {request.tenant}"
+
+    @resolve.validator
+    def _check_resolve(self, request: ParkedRequest) -> None:
+        self._check_operator(request.operator, "resolve", request.reason)
+        if request.choice not in PARK_CHOICES:
+            raise ValueError(
+                f"choice must be one of {', '.join(PARK_CHOICES)}, not {request.choice[:40]!r}"
+            )
+        if not self._parked(request.tenant):
+            raise ValueError(f"tenant {request.tenant[:80]!r} is not parked")
+        spec = self._spec
+        rule = self._policy.risk[spec.risk] if spec else None
+        canary = self._waves[0][1][0] if getattr(self, "_waves", None) else ""
+        if request.choice == "leave_out" and rule and rule.rehearse != "all":
+            if request.tenant == canary:
+                raise ValueError(
+                    f"{canary} is the canary: the release's only rehearsal is its own, so it"
+                    " cannot be left out; retry it or abort the release"
+                )
 
     def _check_operator(self, operator: str, action: str, reason: str = "") -> None:
         if not operator:

@@ -54,13 +54,14 @@ with workflow.unsafe.imports_passed_through():
         SmokeRequest,
         TenantTask,
     )
-    from workflows.failures import cause
+    from workflows.failures import cause, is_verdict
     from workflows.lock import LockGrant, LockQueued, LockRelease, LockRequest, lock_workflow_id
-    from workflows.messages import DECISIONS
+    from workflows.messages import DECISIONS, PARK_CHOICES
     from workflows.policies import REQUEST_TENANT_LOCK, run_activity, run_local_activity
     from workflows.tenant_messages import (
         DeployOrder,
         Finish,
+        ParkResolution,
         RollbackPackage,
         StandDown,
         TenantAbort,
@@ -91,6 +92,7 @@ class TenantRollout:
         self._finish: Finish | None = None
         self._abort: TenantAbort | None = None
         self._decision: TenantDecision | None = None
+        self._resolution: ParkResolution | None = None
         self._granted = False
         self._lock_holder = ""
         self._package = RollbackPackage()
@@ -113,6 +115,10 @@ class TenantRollout:
         self.record("tenant_started", {"tenant": order.tenant.name, "image": order.image})
         prepared = await self._prepare()
         await self._tell_parent("tenant_prepared", prepared)
+        if prepared.left_out:
+            return await self._seal(TenantPhase.LEFT_OUT, prepared.reason)
+        if not prepared.ok and self._state == TenantPhase.PARKED:  # stood down while parked
+            return await self._seal(TenantPhase.NOT_DEPLOYED, prepared.reason)
         if not prepared.ok:
             return await self._seal(TenantPhase.PREPARATION_FAILED, prepared.reason)
         self._set(TenantPhase.PREPARED)
@@ -131,6 +137,43 @@ class TenantRollout:
         return await self._seal(state, reason)
 
     async def _prepare(self) -> TenantPrepared:
+        """Prepare; a step that could not run parks the tenant until an operator answers."""
+        while True:
+            prepared = await self._prepare_once()
+            if prepared is not None:
+                return prepared
+            resolution = await self._park()
+            if resolution is None:  # stood down or aborted while parked
+                reason = self._stand_down.reason if self._stand_down else self._abort_reason()
+                return self._unprepared(reason, None)
+            if resolution.choice == "leave_out":
+                reason = f"{self._order.tenant.name} left out by {resolution.operator}"
+                reason += f": {resolution.reason}" if resolution.reason else ""
+                self.record("left_out", {"tenant": self._order.tenant.name}, resolution.operator)
+                prepared = self._unprepared(reason, None)
+                prepared.left_out = True
+                return prepared
+            self.record("retry", {"tenant": self._order.tenant.name}, resolution.operator)
+            self._set(TenantPhase.PREPARING, f"retried by {resolution.operator}")
+            await self._tell_parent(
+                "tenant_report",
+                TenantReport(self._order.tenant.name, TenantPhase.PREPARING, self._detail),
+            )
+
+    async def _park(self) -> ParkResolution | None:
+        """Wait, without the lock, for the operator's choice (or a stand-down / abort)."""
+        self._resolution = None
+        await self._tell_parent(
+            "tenant_report",
+            TenantReport(self._order.tenant.name, TenantPhase.PARKED, self._detail),
+        )
+        await workflow.wait_condition(
+            lambda: bool(self._resolution or self._stand_down or self._abort)
+        )
+        return None if (self._stand_down or self._abort) else self._resolution
+
+    async def _prepare_once(self) -> TenantPrepared | None:
+        """One preparation; None when a step could not run (the tenant parks)."""
         order, tenant = self._order, self._order.tenant
         task = TenantTask(order.release_id, tenant)
         await self._lock()
@@ -177,6 +220,13 @@ class TenantRollout:
                     return self._unprepared(f"rehearsal on {tenant.name} failed: {why}", backup)
                 seconds = rehearsal.duration_seconds
         except ActivityError as err:
+            if not is_verdict(err):
+                # nothing judged the tenant: park it rather than fail the whole release
+                self.record("preparation_parked", {"tenant": tenant.name, "error": cause(err)})
+                self._set(
+                    TenantPhase.PARKED, f"preparing {tenant.name} could not run: {cause(err)}"
+                )
+                return None
             self.record("preparation_failed", {"tenant": tenant.name, "error": cause(err)})
             return self._unprepared(f"preparing {tenant.name} failed: {cause(err)}", None)
         finally:
@@ -345,6 +395,11 @@ class TenantRollout:
             raise ValueError(
                 f"choice must be one of {', '.join(DECISIONS)}, not {decision.choice!r}"
             )
+
+    @workflow.signal
+    def resolve_parked(self, resolution: ParkResolution) -> None:
+        if self._state == TenantPhase.PARKED and resolution.choice in PARK_CHOICES:
+            self._resolution = resolution
 
     @workflow.signal
     def lock_granted(self, grant: LockGrant) -> None:

@@ -17,6 +17,8 @@ class TenantPhase:
     BACKED_UP = "backed_up"  # reported only when a rehearsal follows
     PREPARED = "prepared"
     PREPARATION_FAILED = "preparation_failed"
+    PARKED = "parked"  # a step could not run (infrastructure): waits for an operator
+    LEFT_OUT = "left_out"  # parked, then left out of this release by an operator
     DEFERRED = "deferred"
     BLOCKED = "blocked"
     DEPLOYING = "deploying"
@@ -65,6 +67,7 @@ class TenantPrepared:
     running_image: str
     rehearsal_seconds: float  # 0 when not rehearsed
     rehearsed: bool
+    left_out: bool = False  # an operator chose to leave the parked tenant out
 
 
 @dataclass
@@ -105,6 +108,15 @@ class TenantAbort:
 @dataclass
 class TenantDecision:
     choice: str  # restore | fix_forward
+    operator: str
+    reason: str = ""
+
+
+@dataclass
+class ParkResolution:
+    """The operator's answer to a parked tenant: run its preparation again, or leave it out."""
+
+    choice: str  # one of messages.PARK_CHOICES
     operator: str
     reason: str = ""
 

@@ -174,3 +174,42 @@ def test_failed_smoke_test_restores_previous_image_and_database(stack: Stack):
     verified = stack.cli("evidence", "verify", release_id)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert stack.scratch_databases(release_id) == []
+
+
+def test_three_kills_of_one_tenants_verification_do_not_fail_the_release(stack: Stack):
+    # Before issue 20, a killed attempt counted against the step's 3 attempts: the third kill
+    # of the db worker during berlin's verification ended the whole release Failed.
+    release_id = f"FIN-E2E-{uuid.uuid4().hex[:6]}"
+    files = stack.files(release_id)
+    stack.start(files)
+    berlin = f"release-{release_id}-berlin"
+    # enough rows and an index that berlin's verification takes seconds: each kill lands in it
+    # (a kill after it completed would show as a completed attempt below 4)
+    with psycopg.connect(stack.tenant_dsn(database_of("berlin"))) as conn:
+        conn.execute(
+            "CREATE TABLE e2e_padding AS"
+            " SELECT g AS id, md5(g::text) AS filler FROM generate_series(1, 1000000) g"
+        )
+        conn.execute("CREATE INDEX ON e2e_padding (filler)")
+    stack.approve(release_id)
+
+    for attempt in (1, 2, 3):
+        wait_until(
+            lambda attempt=attempt: ("verify_backup", attempt) in stack.started_activities(berlin),
+            f"berlin's verification attempt {attempt} running",
+            timeout=300,
+        )
+        stack.kill_worker("db")
+        stack.restart_worker("db")
+
+    status = stack.follow(release_id, timeout=600)
+
+    assert status["outcome"] == "Completed", status
+    (completed,) = stack.completed_attempts(berlin, "verify_backup")
+    assert completed["attempt"] == 4, completed
+    assert completed["timeout"] == TimeoutType.TIMEOUT_TYPE_HEARTBEAT, completed
+    for (tenant, name), deployment in stack.deployments().items():
+        assert deployment.image == NEW_IMAGE, (tenant, name)
+    assert stack.scratch_databases(release_id) == []
+    verified = stack.cli("evidence", "verify", release_id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -75,6 +75,8 @@ class Doubles:
         default_factory=set
     )  # activity names failing once, after the effect
     notify_fails: bool = False
+    # tenant -> how many backup_database calls fail as a refused connection (its server down)
+    backup_unreachable: dict[str, int] = field(default_factory=dict)
     work_item_state: str = "Approved"
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
     # --- what happened
@@ -193,6 +195,8 @@ class Doubles:
     async def backup_database(self, task: TenantTask) -> DatabaseBackup:
         name = task.tenant.name
         self._log(Activity.BACKUP_DATABASE, name)
+        if self.count(Activity.BACKUP_DATABASE, name) <= self.backup_unreachable.get(name, 0):
+            raise ConnectionRefusedError(f"connection to the db server of {name} refused")
         self.database.setdefault(name, "original")
         blob = f"backups/{task.release_id}/{name}.dump"
         return DatabaseBackup(

@@ -21,6 +21,8 @@ from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.spec import parse_spec
 from tests.workflows.release_doubles import Doubles
+from workers.failure_routing import FailureRoutingInterceptor
+from workers.keepalive import KeepAliveInterceptor
 from workflows.contracts import Activity, MigrationScript
 from workflows.lock import TenantLockActivities, lock_workflow_id
 from workflows.messages import (
@@ -205,6 +207,8 @@ async def worker(
             *lock.activities(),
             *WorkerConfigActivities(config).activities(),
         ],
+        # as on the real activity workers: the work's failures are counted by the workflow
+        interceptors=[KeepAliveInterceptor(), FailureRoutingInterceptor()],
     ) as running:
         yield running
         for tenant in sorted(set(doubles.tenants_called(Activity.READ_RUNNING_STATE))):
