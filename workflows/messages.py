@@ -86,7 +86,8 @@ class ReleaseRequest:
 
     Task queues are not chosen here: they come from the workflows worker's configuration
     (`workflows.worker_config`); a `queues` field sent by an old caller is ignored by the
-    data converter and the routing in force is recorded in the evidence. `simulated_start`
+    data converter (sdk-python converter `value_to_type`: "Unknown fields are silently
+    ignored") and the routing in force is recorded in the evidence. `simulated_start`
     makes the release's clock read as if it had started at that instant (calendar drills
     and tests); it is refused as Invalid unless the workflows worker runs with
     FINRELEASE_DEMO_CLOCK=1, and shown in status and evidence when used.
