@@ -12,7 +12,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from governance.evidence import canonical_json
 from tests.workflows.release_doubles import Doubles
-from tests.workflows.release_harness import abort_and_wait, approve_all, make_release, start, worker
+from tests.workflows.release_harness import (
+    abort_and_wait,
+    approve_all,
+    make_release,
+    pinned,
+    start,
+    worker,
+)
 from workflows.approvals import MAX_RECORDED_REFUSALS, REFUSALS_IN_FULL
 from workflows.contracts import Activity
 from workflows.messages import APPROVAL_REFUSED, ApprovalRequest, Outcome
@@ -208,3 +215,20 @@ async def test_a_flood_of_refused_attempts_leaves_status_history_and_evidence_bo
     outcome = [e for e in bundle["entries"] if e["kind"] == "outcome"][0]
     assert outcome["data"]["refused_attempts"] == {"not_member": 50, "requester": 50}
     assert len(canonical_json(bundle)) < 40_000
+
+
+async def test_a_look_alike_requester_makes_the_release_invalid_before_any_side_effect(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    release = make_release(task_queue, 1)
+    # a Cyrillic "а" in "аlice": the policy's bob could otherwise pass as someone else
+    text = release.request.spec.text.replace("alice@example.com", "\u0430lice@example.com")
+    release.request.spec = pinned("release.yaml", text)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await (await start(time_skipping_env.client, release, task_queue)).result()
+    assert result.outcome == Outcome.INVALID
+    assert any(p.startswith("requested_by: mixes scripts") for p in result.problems), (
+        result.problems
+    )
+    assert doubles.count(Activity.VALIDATE_WORK_ITEM) == 0
