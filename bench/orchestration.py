@@ -112,16 +112,19 @@ async def _serve(
 
     from governance.evidence import canonical_json
     from tests.workflows.release_doubles import Doubles
+    from workflows.policies import DEFAULT_QUEUES
     from workflows.registry import WORKFLOWS, TenantLockActivities
+    from workflows.worker_config import WorkerConfig, WorkerConfigActivities
 
     client = await Client.connect(address)
     doubles = Doubles(rehearsal_seconds=0.0)
     lock = TenantLockActivities(client)
+    routing = WorkerConfigActivities(WorkerConfig({name: task_queue for name in DEFAULT_QUEUES}))
     running = Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*doubles.activities(), *lock.activities()],
+        activities=[*doubles.activities(), *lock.activities(), *routing.activities()],
     )
     if not deadlock_detector:
         # The SDK hard-codes 2 s; debug_mode would lift it but also run every activation

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from governance.documents import Problems, join, load_yaml, problems_only
+from governance.documents import Problems, join, load_yaml, problems_only, quoted
 from governance.inventory import check_timezone
 
 HORIZON = timedelta(days=400)
@@ -435,7 +435,7 @@ def _holidays(value: Any, problems: Problems) -> list[date]:
     for i, item in enumerate(value):
         day = _date(item)
         if day is None:
-            problems.add(join("holidays", i), f"must be a date YYYY-MM-DD, not {item!r}")
+            problems.add(join("holidays", i), f"must be a date YYYY-MM-DD, not {quoted(item)}")
         else:
             days.append(day)
     return days
@@ -478,7 +478,7 @@ def _local_time_of_day(value: Any, path: str, problems: Problems, allow_24: bool
             pass
     expected = '"HH:MM" or "24:00"' if allow_24 else '"HH:MM"'
     hint = " (quote it: YAML reads 20:00 unquoted as a number)" if isinstance(value, int) else ""
-    problems.add(path, f"must be a time {expected}, not {value!r}{hint}")
+    problems.add(path, f"must be a time {expected}, not {quoted(value)}{hint}")
     return False
 
 
@@ -517,7 +517,7 @@ def _local_datetime(value: Any, path: str, problems: Problems) -> datetime | Non
         except ValueError:
             moment = None
     if moment is None:
-        problems.add(path, f"must be a local date-time like 2026-12-20T00:00, not {value!r}")
+        problems.add(path, f"must be a local date-time like 2026-12-20T00:00, not {quoted(value)}")
         return None
     if moment.tzinfo is not None:
         problems.add(path, "must be a local time without offset (the calendar's zone applies)")
@@ -559,6 +559,6 @@ def _days(value: Any, path: str, problems: Problems) -> tuple[int, ...] | None:
         if isinstance(item, str) and item.lower() in WEEKDAYS:
             days.append(WEEKDAYS.index(item.lower()))
         else:
-            problems.add(join(path, i), f"must be one of {', '.join(WEEKDAYS)}, not {item!r}")
+            problems.add(join(path, i), f"must be one of {', '.join(WEEKDAYS)}, not {quoted(item)}")
             return None
     return tuple(sorted(set(days)))

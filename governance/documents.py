@@ -3,7 +3,9 @@
 A typo in a finance policy must never be silently ignored, so the loader refuses
 duplicate keys (and leaves dates as text for the documents to check), and
 `Problems.keys` refuses unknown ones. Malformed YAML is reported with its line and
-column (1-based).
+column (1-based). Anchors and aliases are refused: a governance document says everything
+once, where a reviewer reads it, and a 530-byte alias bomb expanded to a 35 MB error.
+Problems quote at most a short prefix of a value (`quoted`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
                 node.start_mark,
-                f"found duplicate key {key!r}",
+                f"found duplicate key {quoted(key)}",
                 key_node.start_mark,
             )
     return loader.construct_mapping(node, deep=deep)
@@ -62,17 +64,41 @@ _StrictLoader.yaml_implicit_resolvers = {
 }
 
 
+QUOTE_LIMIT = 40
+
+
+def quoted(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)`, cut to `limit` characters: a problem names a value, never replays it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _refuse_aliases(text: str) -> None:
+    # only a document with & or * can hold an anchor or an alias: skip the extra pass
+    # (the workflow parses a 1,000-tenant inventory inside a 2 s workflow task)
+    if "&" not in text and "*" not in text:
+        return
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            line = event.start_mark.line + 1 if event.start_mark else 0
+            raise ValidationFailed(
+                [Problem("", f"line {line}: YAML anchors and aliases are not allowed")]
+            )
+
+
 def load_yaml(text: str) -> Any:
     """Parse YAML text; raise `ValidationFailed` naming line and column when malformed."""
     try:
+        _refuse_aliases(text)
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ValidationFailed([Problem("", f"malformed YAML at {where}{what}")]) from None
+        problem = f"malformed YAML at {where}{what}"
+        raise ValidationFailed([Problem("", problem[:300])]) from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
-        raise ValidationFailed([Problem("", f"malformed YAML: {exc}")]) from None
+        raise ValidationFailed([Problem("", f"malformed YAML: {str(exc)[:300]}")]) from None
 
 
 def problems_only(parse: Callable[P, R]) -> Callable[P, R]:
@@ -89,7 +115,9 @@ def problems_only(parse: Callable[P, R]) -> Callable[P, R]:
         except ValidationFailed:
             raise
         except Exception as exc:
-            raise ValidationFailed([Problem("", f"unreadable document: {exc!r}")]) from None
+            raise ValidationFailed(
+                [Problem("", f"unreadable document: {quoted(exc, 200)}")]
+            ) from None
 
     return parse_or_report
 
@@ -105,12 +133,12 @@ def parse_duration(text: str) -> timedelta:
     """`30m`, `72h`, `2d`, `45s` and combinations in d-h-m-s order (`1h30m`); ValueError else."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
-        raise ValueError(f"not a duration like 30m, 72h, 2d or 1h30m: {text!r}")
+        raise ValueError(f"not a duration like 30m, 72h, 2d or 1h30m: {quoted(text)}")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     try:
         return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     except OverflowError:
-        raise ValueError(f"duration too long: {text!r}") from None
+        raise ValueError(f"duration too long: {quoted(text)}") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -161,9 +189,10 @@ class Problems:
         allowed = set(required) | set(optional)
         for key in value:
             if not isinstance(key, str):
-                self.add(path, f"keys must be text, not {_kind(key)} ({key!r})")
+                self.add(path, f"keys must be text, not {_kind(key)} ({quoted(key)})")
             elif key not in allowed:
-                self.add(join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                where = join(path, key if len(key) <= QUOTE_LIMIT else f"{key[:QUOTE_LIMIT]}…")
+                self.add(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
         for key in required:
             if key not in value:
                 self.add(join(path, key), "is required")
@@ -185,7 +214,7 @@ class Problems:
     def choice(self, value: Any, path: str, choices: Iterable[str]) -> str | None:
         choices = tuple(choices)
         if not isinstance(value, str) or value not in choices:
-            self.add(path, f"must be one of {' | '.join(choices)}, not {value!r}")
+            self.add(path, f"must be one of {' | '.join(choices)}, not {quoted(value)}")
             return None
         return value
 
@@ -200,7 +229,7 @@ class Problems:
 
     def boolean(self, value: Any, path: str) -> bool | None:
         if not isinstance(value, bool):
-            self.add(path, f"must be true or false, not {value!r}")
+            self.add(path, f"must be true or false, not {quoted(value)}")
             return None
         return value
 
@@ -208,7 +237,7 @@ class Problems:
         try:
             return parse_duration(value)
         except ValueError:
-            self.add(path, f"must be a duration like 30m, 72h or 2d, not {value!r}")
+            self.add(path, f"must be a duration like 30m, 72h or 2d, not {quoted(value)}")
             return None
 
     def texts(self, value: Any, path: str, unique: bool = True) -> list[str] | None:
@@ -223,7 +252,7 @@ class Problems:
                 if item is None:
                     continue
                 if item in seen:
-                    self.add(join(path, i), f"duplicate {item!r}")
+                    self.add(join(path, i), f"duplicate {quoted(item)}")
                 seen.add(item)
         return None if any(i is None for i in items) else [i for i in items if i is not None]
 
@@ -235,7 +264,7 @@ def _kind(value: Any) -> str:
         bool: "true/false",
         int: "a number",
         float: "a number",
-        str: f"text {value!r}",
+        str: f"text {quoted(value)}",
         list: "a list",
         dict: "a mapping",
     }.get(type(value), type(value).__name__)

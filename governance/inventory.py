@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from governance.documents import Problems, join, load_yaml, problems_only
+from governance.documents import Problems, join, load_yaml, problems_only, quoted
 
 TIERS = ("shared", "dedicated")
 DEPLOYMENT_ROLES = ("web", "worker", "cron")
@@ -83,7 +83,9 @@ def parse_inventory(text: str) -> Inventory:
             seen: set[str] = set()
             for i, tenant in enumerate(tenants):
                 if tenant.name in seen:
-                    problems.add(join(join("tenants", i), "name"), f"duplicate {tenant.name!r}")
+                    problems.add(
+                        join(join("tenants", i), "name"), f"duplicate {quoted(tenant.name)}"
+                    )
                 seen.add(tenant.name)
     problems.raise_if_any()
     return Inventory(tuple(tenants))
@@ -149,15 +151,15 @@ def _deployments(value: Any, path: str, problems: Problems) -> dict[str, str] | 
 def check_timezone(value: Any, path: str, problems: Problems) -> str | None:
     """An IANA zone name known to zoneinfo (`Europe/Berlin`)."""
     if not isinstance(value, str) or not value:
-        problems.add(path, f"must be an IANA time zone like Europe/Berlin, not {value!r}")
+        problems.add(path, f"must be an IANA time zone like Europe/Berlin, not {quoted(value)}")
         return None
     try:
         ZoneInfo(value)
     except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; caught below
-        problems.add(path, f"unknown time zone {value!r}")
+        problems.add(path, f"unknown time zone {quoted(value)}")
         return None
     except KeyError:
-        problems.add(path, f"unknown time zone {value!r}")
+        problems.add(path, f"unknown time zone {quoted(value)}")
         return None
     return value
 

@@ -2,7 +2,10 @@
 
 Policy rules checked when parsing: every role has members; every risk class named is one of
 low | medium | high | emergency and asks for at least one approval, from roles that exist,
-with a quorum no larger than the role; `freeze_override` only for `emergency`.
+with a quorum no larger than the role; `freeze_override` only for `emergency`; every member
+a well-formed identity (`governance.identity`), compared case-folded. Operator actions
+(pause, resume, promote, abort, decide) need a member of `release_manager` or of the
+optional `operator` role (workflows/operators.py).
 
 Approval rules (`ApprovalState`): an attempt is refused, in this order of precedence, when
 the release is already decided (`decided`: rejected, or every quorum met), at or after the
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from governance.documents import Problems, join, load_yaml, problems_only
+from governance.documents import Problems, join, load_yaml, problems_only, quoted
+from governance.identity import canonical_identity, identity_problem, same_identity
 
 RISK_CLASSES = ("low", "medium", "high", "emergency")
 
@@ -113,11 +117,25 @@ def _approvers(value: Any, problems: Problems) -> dict[str, tuple[str, ...]]:
         names = problems.texts(members, path)
         if names is not None and not names:
             problems.add(path, "must list at least one member")
-        elif names is not None and isinstance(role, str):
+        elif names is not None and isinstance(role, str) and _identities_ok(names, path, problems):
             result[role] = tuple(names)
     if roles is not None and not roles:
         problems.add("approvers", "must define at least one role")
     return result
+
+
+def _identities_ok(names: list[str], path: str, problems: Problems) -> bool:
+    """Every member a well-formed identity, none twice in one role once case is folded."""
+    before = len(problems.items)
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        problem = identity_problem(name)
+        if problem:
+            problems.add(join(path, i), problem)
+        elif canonical_identity(name) in seen:
+            problems.add(join(path, i), "duplicate of another member once case is folded")
+        seen.add(canonical_identity(name))
+    return len(problems.items) == before
 
 
 def _risk_rule(
@@ -136,7 +154,7 @@ def _risk_rule(
             rpath = join(apath, str(role))
             number = problems.integer(count, rpath, minimum=1)
             if role not in approvers:
-                problems.add(rpath, f"role {role!r} is not defined under approvers")
+                problems.add(rpath, f"role {quoted(role)} is not defined under approvers")
             elif number is not None and number > len(approvers[role]):
                 problems.add(rpath, f"quorum {number} exceeds the {len(approvers[role])} members")
             if number is not None:
@@ -172,7 +190,7 @@ class ApprovalState:
         deadline: datetime,
     ) -> None:
         if risk not in policy.risk:
-            raise ValueError(f"the policy has no rule for risk class {risk!r}")
+            raise ValueError(f"the policy has no rule for risk class {quoted(risk)}")
         self.policy = policy
         self.risk = risk
         self.requester = requester
@@ -197,16 +215,16 @@ class ApprovalState:
         if attempt.spec_sha256 != self.spec_sha256:
             return _refuse(
                 "wrong_spec",
-                f"spec sha256 {attempt.spec_sha256!r} is not this release's {self.spec_sha256}",
+                f"spec sha256 {quoted(attempt.spec_sha256)} is not this release's {self.spec_sha256}",
             )
-        if who == self.requester:
+        if same_identity(who, self.requester):
             return _refuse("requester", f"{who} requested this release and may not decide it")
-        if who not in self.policy.approvers.get(role, ()):
-            return _refuse("not_member", f"{who} is not a member of role {role!r}")
+        if not any(same_identity(who, m) for m in self.policy.approvers.get(role, ())):
+            return _refuse("not_member", f"{who} is not a member of role {quoted(role)}")
         if role not in self.quorum:
             return _refuse(
                 "role_not_required",
-                f"a {self.risk} release needs no approval from role {role!r}"
+                f"a {self.risk} release needs no approval from role {quoted(role)}"
                 f" (needs: {', '.join(sorted(self.quorum))})",
             )
         return None
@@ -217,7 +235,7 @@ class ApprovalState:
         if refusal is not None:
             return refusal
         for earlier in self._approvals:
-            if earlier.approver == approval.approver:
+            if same_identity(earlier.approver, approval.approver):
                 if earlier.role == approval.role:
                     return _refuse(
                         "already_approved",
@@ -229,7 +247,7 @@ class ApprovalState:
                     " one person fills one role per release",
                 )
         if self._count(approval.role) >= self.quorum[approval.role]:
-            return _refuse("quorum_full", f"role {approval.role!r} already has its approvals")
+            return _refuse("quorum_full", f"role {quoted(approval.role)} already has its approvals")
         return Verdict(True, ACCEPTED, f"{approval.approver} approved as {approval.role}")
 
     def check_rejection(self, rejection: Rejection) -> Verdict:

@@ -27,9 +27,10 @@ from datetime import timedelta
 from typing import Any
 
 from governance.calendar import FreezeCalendar
-from governance.documents import Problems, format_duration, join, load_yaml, problems_only
+from governance.documents import Problems, format_duration, join, load_yaml, problems_only, quoted
 from governance.documents import parse_duration as parse_duration
 from governance.evidence import canonical_json
+from governance.identity import read_identity
 from governance.inventory import TIERS, Inventory
 from governance.policy import RISK_CLASSES, ApprovalPolicy
 
@@ -193,7 +194,7 @@ def _parse(
             v, "release_id", RELEASE_ID, "must be 3-64 of A-Z a-z 0-9 . _ -"
         ),
         "work_item": lambda v: problems.integer(v, "work_item", minimum=1),
-        "requested_by": lambda v: problems.text(v, "requested_by"),
+        "requested_by": lambda v: read_identity(v, "requested_by", problems),
         "risk": lambda v: problems.choice(v, "risk", RISK_CLASSES),
         "image": lambda v: problems.text(
             v, "image", PINNED_IMAGE, "must be pinned by digest: <repository>@sha256:<64 hex>"
@@ -209,7 +210,7 @@ def _parse(
     for i, smoke_check in enumerate(smoke):
         if smoke_check not in SMOKE_CHECKS:
             known = " | ".join(SMOKE_CHECKS)
-            problems.add(join("smoke", i), f"unknown check {smoke_check!r} ({known})")
+            problems.add(join("smoke", i), f"unknown check {quoted(smoke_check)} ({known})")
     tenants = _tenants(root["tenants"], inventory, problems) if "tenants" in root else []
     if len(tenants) > MAX_TENANTS:
         problems.add(
@@ -227,7 +228,7 @@ def _parse(
             tenant = inventory.get(name)
             if tenant.calendar not in calendars:
                 problems.add(
-                    "tenants", f"tenant {name}: freeze calendar {tenant.calendar!r} not found"
+                    "tenants", f"tenant {name}: freeze calendar {quoted(tenant.calendar)} not found"
                 )
     problems.raise_if_any()
     assert plan is not None
@@ -251,7 +252,7 @@ def _migrations(value: Any, problems: Problems) -> list[str]:
         parts = path.replace("\\", "/").split("/")
         if path.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", path):
             problems.add(
-                join("migrations", i), f"must be a path relative to the spec, not {path!r}"
+                join("migrations", i), f"must be a path relative to the spec, not {quoted(path)}"
             )
     return paths
 
@@ -282,9 +283,9 @@ def _tenants(value: Any, inventory: Inventory | None, problems: Problems) -> lis
             return []
         chosen = [t.name for t in inventory.tenants if t.tier == tier]
         if not chosen:
-            problems.add("tenants.tier", f"no tenant of tier {tier!r} in the inventory")
+            problems.add("tenants.tier", f"no tenant of tier {quoted(tier)} in the inventory")
         return chosen
-    problems.add("tenants", f"must be all, a list of names or {{tier: ...}}, not {value!r}")
+    problems.add("tenants", f"must be all, a list of names or {{tier: ...}}, not {quoted(value)}")
     return []
 
 
@@ -296,7 +297,9 @@ def _rollout(value: Any, total: int | None, problems: Problems) -> RolloutPlan |
     max_parallel = problems.integer(mapping.get("max_parallel", 10), "rollout.max_parallel", 1)
     ratio = mapping.get("max_failure_ratio", 0.0)
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
-        problems.add("rollout.max_failure_ratio", f"must be a number in [0, 1], not {ratio!r}")
+        problems.add(
+            "rollout.max_failure_ratio", f"must be a number in [0, 1], not {quoted(ratio)}"
+        )
         ratio = None
     bake = problems.duration(mapping.get("bake", "0s"), "rollout.bake")
     promotion = problems.choice(mapping.get("promotion", "auto"), "rollout.promotion", PROMOTIONS)
@@ -341,7 +344,7 @@ def _wave_size(name: str, size: Any, path: str, problems: Problems) -> Wave | No
     match = _PERCENT.match(size) if isinstance(size, str) else None
     if match and 0 < float(match.group(1)) <= 100:
         return Wave(name, percent=float(match.group(1)))
-    problems.add(path, f"{WAVE_SIZE_RULE}, not {size!r}")
+    problems.add(path, f"{WAVE_SIZE_RULE}, not {quoted(size)}")
     return None
 
 
@@ -353,7 +356,7 @@ def _check_wave_order(waves: list[Wave], total: int | None, problems: Problems) 
     for i, wave in enumerate(waves):
         path = join("rollout.waves", i)
         if wave.name in seen:
-            problems.add(join(path, "name"), f"duplicate wave name {wave.name!r}")
+            problems.add(join(path, "name"), f"duplicate wave name {quoted(wave.name)}")
         seen.add(wave.name)
         if wave.size is not None:
             if last_count is not None and wave.size <= last_count:
@@ -393,7 +396,7 @@ def _apply_policy(
 ) -> RolloutPlan | None:
     rule = policy.risk.get(risk)
     if rule is None:
-        problems.add("risk", f"the approval policy has no rule for risk class {risk!r}")
+        problems.add("risk", f"the approval policy has no rule for risk class {quoted(risk)}")
         return plan
     if plan is None or rule.promotion is None or rule.promotion == plan.promotion:
         return plan

@@ -36,7 +36,6 @@ from workflows.messages import (
     release_workflow_id,
     search_attributes_for,
 )
-from workflows.policies import DEFAULT_QUEUES
 from workflows.release import FinanceRelease
 
 T = TypeVar("T")
@@ -164,9 +163,8 @@ def _check_pinned_spec(
 
 
 def routed(request: ReleaseRequest, prefix: str) -> tuple[ReleaseRequest, str]:
-    """The request with its activity queues prefixed (when a prefix is set) and its queue."""
-    if prefix:
-        request.queues = {name: f"{prefix}{queue}" for name, queue in DEFAULT_QUEUES.items()}
+    """The request and the workflows queue it starts on; the workflows worker routes the
+    activities itself (workflows.worker_config), whatever the starter would like."""
     return request, f"{prefix}{WORKFLOWS_QUEUE}"
 
 

@@ -16,6 +16,7 @@ import typer
 
 from starter.client_helpers import FAILED, INVALID, CliError, run_async
 from starter.governance_cli import _out, verify_evidence
+from starter.safe_text import cell, printable
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Show and verify evidence bundles.")
 
@@ -68,20 +69,20 @@ def show(
     if json_output:
         typer.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
         return
-    table = Table(show_header=True, header_style="bold", title=f"evidence of {release_id}")
+    table = Table(show_header=True, header_style="bold", title=cell(f"evidence of {release_id}"))
     for column in ("seq", "at", "kind", "actor", "data"):
         table.add_column(column, overflow="fold")
     for entry in bundle.get("entries", []):
         data = json.dumps(entry.get("data", {}), ensure_ascii=False, sort_keys=True)
         table.add_row(
-            str(entry.get("seq")),
-            str(entry.get("at")),
-            str(entry.get("kind")),
-            str(entry.get("actor")),
-            data if len(data) < 160 else data[:157] + "...",
+            cell(entry.get("seq")),
+            cell(entry.get("at")),
+            cell(entry.get("kind"), limit=64),
+            cell(entry.get("actor"), limit=254),
+            cell(data, limit=160),
         )
     _out.print(table)
-    typer.echo(f"head {bundle.get('head')}")
+    typer.echo(printable(f"head {bundle.get('head')}"))
 
 
 @evidence_app.command("verify")
@@ -105,7 +106,7 @@ def verify(
         typer.echo(str(error), err=True)
         raise typer.Exit(error.code) from None
     for problem in report.problems:
-        typer.echo(f"problem: {problem}", err=True)
+        typer.echo(printable(f"problem: {problem}"), err=True)
     if not report.ok:
         raise typer.Exit(FAILED)
     typer.echo(

@@ -24,6 +24,7 @@ from governance.inventory import parse_inventory
 from governance.policy import parse_policy
 from governance.problems import ValidationFailed
 from governance.spec import ReleaseSpec, parse_spec
+from starter.safe_text import printable
 from workflows.contracts import MigrationScript
 from workflows.validation import size_problems
 
@@ -39,8 +40,8 @@ _out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def _fail(lines: list[str], code: int = INVALID) -> NoReturn:
-    for line in lines:
-        typer.echo(line, err=True)
+    for line in lines:  # problems name user keys and values: shown, never obeyed
+        typer.echo(printable(line), err=True)
     raise typer.Exit(code)
 
 
@@ -85,7 +86,7 @@ def validate_spec(
         _fail(errors)
     typer.echo(json.dumps(release.canonical(), indent=2, ensure_ascii=False))
     for name, members in release.waves():
-        typer.echo(f"wave {name}: {', '.join(members)}")
+        typer.echo(printable(f"wave {name}: {', '.join(members)}"))
     typer.echo(f"sha256: {release.sha256}")
 
 
@@ -153,7 +154,7 @@ def check_calendar(
         verdict = "allowed" if decision.allowed else "not allowed"
         typer.echo(f"{calendar.stem} ({rules.timezone}): {verdict}")
         for reason in decision.reasons:
-            typer.echo(f"  - {reason}")
+            typer.echo(printable(f"  - {reason}"))
         typer.echo(f"next allowed: {data['next_allowed'] or 'none within the horizon'}")
         if data["freeze_ends"]:
             typer.echo(f"freeze ends: {data['freeze_ends']}")

@@ -39,6 +39,7 @@ from starter.client_helpers import (
     ui_link,
 )
 from starter.identity import IdentityMissing, resolve_actor
+from starter.safe_text import cell, printable
 from starter.status_view import render_status, status_lines
 from workflows.messages import (
     DECISIONS,
@@ -79,9 +80,10 @@ def _execute(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def _fail(message: str, code: int, details: list[str] | None = None) -> NoReturn:
+    # refusals quote user values (names, comments): shown, never obeyed by the terminal
     for line in details or []:
-        typer.echo(line, err=True)
-    typer.echo(message, err=True)
+        typer.echo(printable(line), err=True)
+    typer.echo(printable(message), err=True)
     raise typer.Exit(code)
 
 
@@ -151,7 +153,7 @@ def start(
         if json_output:
             _print_json({**started, "result": dataclasses.asdict(result)})
         else:
-            typer.echo(f"outcome: {result.outcome} — {result.reason}")
+            typer.echo(printable(f"outcome: {result.outcome} — {result.reason}"))
             if result.evidence_url:
                 typer.echo(f"evidence: {result.evidence_url}")
         return OK if result.outcome == Outcome.COMPLETED else FAILED
@@ -188,7 +190,7 @@ async def follow(
             ]
         ).rstrip(" |")
         if line != last:
-            echo(line)
+            echo(printable(line))
             last = line
 
 
@@ -248,13 +250,13 @@ def _decide_approval(
             )
         seen = sha or current.spec_sha256
         verb = "approving" if approve else "rejecting"
-        typer.echo(f"{verb} release {release_id} as {approver} ({role})")
+        typer.echo(printable(f"{verb} release {release_id} as {approver} ({role})"))
         typer.echo(f"spec sha256: {seen}")
         update = FinanceRelease.approve if approve else FinanceRelease.reject
         verdict = await _update(handle, update, ApprovalRequest(approver, role, seen, comment))
         return f"{'approved' if approve else 'rejected'}: {verdict.message}"
 
-    typer.echo(_execute(go()))
+    typer.echo(printable(_execute(go())))
 
 
 Role = Annotated[str, typer.Option(help="the policy role you act in, e.g. platform")]
@@ -302,7 +304,7 @@ def _operator_command(update: Any, doc: str) -> Callable[..., None]:
             client = await connect_client()
             return str(await _update(release_handle(client, release_id), update, request))
 
-        typer.echo(_execute(go()))
+        typer.echo(printable(_execute(go())))
 
     command.__doc__ = doc
     return command
@@ -325,7 +327,7 @@ def abort(
         client = await connect_client()
         return str(await _update(release_handle(client, release_id), FinanceRelease.abort, request))
 
-    typer.echo(_execute(go()))
+    typer.echo(printable(_execute(go())))
 
 
 def decide(
@@ -345,7 +347,7 @@ def decide(
         handle = release_handle(client, release_id)
         return str(await _update(handle, FinanceRelease.decide, request))
 
-    typer.echo(_execute(go()))
+    typer.echo(printable(_execute(go())))
 
 
 def resolve(
@@ -417,14 +419,19 @@ def list_releases(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["workflow_id"].removeprefix("release-"),
-            row["phase"],
-            row["risk"],
-            row["status"],
-            row["requested_by"],
-            str(row["work_item"] or ""),
-            ", ".join(row["tenants"]),
-            row["started"],
+            *(
+                cell(value, limit=254)
+                for value in (
+                    row["workflow_id"].removeprefix("release-"),
+                    row["phase"],
+                    row["risk"],
+                    row["status"],
+                    row["requested_by"],
+                    str(row["work_item"] or ""),
+                    ", ".join(row["tenants"]),
+                    row["started"],
+                )
+            )
         )
     _out.print(table)
 

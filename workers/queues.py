@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -39,6 +40,13 @@ from workflows.contracts import (
     WorkItemReportResult,
 )
 from workflows.registry import WORKFLOWS, TenantLockActivities
+from workflows.worker_config import (
+    DEMO_CLOCK_VARIABLE,
+    WorkerConfigActivities,
+    config_from_environment,
+)
+
+log = structlog.get_logger(__name__)
 
 QUEUES = ("workflows", "db", "k8s", "azure", "smoke")
 BLOB_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL")
@@ -162,14 +170,18 @@ def workflows_worker(
     prefix: str = "",
     grace: timedelta = timedelta(seconds=30),
 ) -> QueueWorker:
-    """FinanceRelease, TenantRollout, TenantLock and the lock's two activities."""
+    """FinanceRelease, TenantRollout, TenantLock, the lock's two activities and the
+    worker's configuration (routing under `prefix`, demo clock) served to the workflows."""
     check_environment("workflows", environ)
     lock = TenantLockActivities(client)
+    config = config_from_environment(environ, prefix)
+    if config.demo_clock:
+        log.warning("demo clock: releases may set simulated_start", variable=DEMO_CLOCK_VARIABLE)
     worker = Worker(
         client,
         task_queue=queue_name(WORKFLOWS_QUEUE, prefix),
         workflows=WORKFLOWS,
-        activities=lock.activities(),
+        activities=[*lock.activities(), *WorkerConfigActivities(config).activities()],
         interceptors=_worker_interceptors(client),
         graceful_shutdown_timeout=grace,
     )

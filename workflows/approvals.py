@@ -1,11 +1,16 @@
 """Approval attempts of one release, through `governance.ApprovalState`, into status and evidence.
 
-Both the `approve`/`reject` updates and the signals of the same names land here; refused
-attempts are kept (status and evidence), never silently dropped.
+The `approve`/`reject` updates land here (there are no signals of those names: a signal
+would skip the update validators). Refused attempts are never silently dropped, but a flood
+must not push history, status or evidence past Temporal's payload limits: the first
+`REFUSALS_IN_FULL` are kept in full (status and evidence), every one is counted per reason,
+and once `MAX_RECORDED_REFUSALS` are on record the update validator refuses further
+would-be refusals before they enter history (`flood_refusal`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +20,8 @@ from workflows.messages import ApprovalRequest, ApprovalVerdict, GivenApproval, 
 
 RETROSPECTIVE_ROLE = "release_manager"
 RETROSPECTIVE_WINDOW = timedelta(hours=24)
+REFUSALS_IN_FULL = 5
+MAX_RECORDED_REFUSALS = 100
 
 Recorder = Callable[[str, dict[str, Any], str], None]
 
@@ -26,6 +33,7 @@ class ApprovalDesk:
         self.state = state
         self._record = record
         self._kind = kind  # approval | retrospective_approval
+        self.refused_counts: Counter[str] = Counter()  # reason code -> refused attempts
 
     @classmethod
     def retrospective(
@@ -52,6 +60,24 @@ class ApprovalDesk:
         )
         return self._note(attempt, self.state.reject(attempt), "rejection")
 
+    def flood_refusal(self, request: ApprovalRequest, at: datetime, approve: bool) -> str:
+        """For the update validator: why an attempt that would only be refused again is not
+        even recorded, once `MAX_RECORDED_REFUSALS` are on record ("" otherwise)."""
+        if sum(self.refused_counts.values()) < MAX_RECORDED_REFUSALS:
+            return ""
+        args = (request.approver, request.role, request.spec_sha256, at, request.comment)
+        verdict = (
+            self.state.check_approval(Approval(*args))
+            if approve
+            else self.state.check_rejection(Rejection(*args))
+        )
+        if verdict.accepted:
+            return ""
+        return (
+            f"refused ({verdict.code}): {verdict.message}; not recorded, "
+            f"{MAX_RECORDED_REFUSALS} refused attempts are on record already"
+        )
+
     def given(self) -> list[GivenApproval]:
         return [GivenApproval(a.approver, a.role, a.at.isoformat()) for a in self.state.approvals]
 
@@ -65,10 +91,21 @@ class ApprovalDesk:
                 verdict.message,
                 attempt.at.isoformat(),
             )
-            for attempt, verdict in self.state.refused
+            for attempt, verdict in self.state.refused[:REFUSALS_IN_FULL]
         ]
 
     def _note(self, attempt: Approval | Rejection, verdict: Verdict, kind: str) -> ApprovalVerdict:
+        if not verdict.accepted:
+            self.refused_counts[verdict.code] += 1
+            refusals = sum(self.refused_counts.values())
+            if refusals > REFUSALS_IN_FULL:
+                if refusals == REFUSALS_IN_FULL + 1:
+                    self._record(
+                        f"{self._kind}_refusals_counted",
+                        {"note": f"after {REFUSALS_IN_FULL} in full, refusals are counted"},
+                        "finrelease",
+                    )
+                return ApprovalVerdict(False, verdict.code, verdict.message)
         data = {
             "role": attempt.role,
             "spec_sha256": attempt.spec_sha256,

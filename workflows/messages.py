@@ -84,10 +84,13 @@ class PinnedText:
 class ReleaseRequest:
     """Everything the release needs, pinned: editing the files later never changes it.
 
-    `queues` overrides the task queue per activity name (default `contracts.QUEUE_OF`);
-    tests route every activity to one fresh queue with it. `simulated_start` makes the
-    release's clock read as if it had started at that instant (calendar drills and
-    tests); it is recorded in the evidence when used.
+    Task queues are not chosen here: they come from the workflows worker's configuration
+    (`workflows.worker_config`); a `queues` field sent by an old caller is ignored by the
+    data converter (sdk-python converter `value_to_type`: "Unknown fields are silently
+    ignored") and the routing in force is recorded in the evidence. `simulated_start`
+    makes the release's clock read as if it had started at that instant (calendar drills
+    and tests); it is refused as Invalid unless the workflows worker runs with
+    FINRELEASE_DEMO_CLOCK=1, and shown in status and evidence when used.
     """
 
     release_id: str
@@ -96,7 +99,6 @@ class ReleaseRequest:
     policy: PinnedText
     calendars: list[PinnedText]
     migrations: list[MigrationScript] = field(default_factory=list)
-    queues: dict[str, str] = field(default_factory=dict)
     simulated_start: str = ""
     link: str = ""  # where people find the release (UI URL), used in notifications
 
@@ -216,3 +218,6 @@ class ReleaseStatus:
     paused: bool
     waiting_for_locks: dict[str, str]  # tenant -> lock holder
     last_error: str
+    simulated_start: str = ""  # set when the release runs on a demo clock (never in production)
+    # every refused approval attempt per reason code; `refused` holds only the first few
+    refused_counts: dict[str, int] = field(default_factory=dict)

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from governance.calendar import parse_calendar
     from governance.evidence import EvidenceChain
     from governance.inventory import Tenant, parse_inventory
-    from governance.policy import ApprovalState, parse_policy
+    from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
     from governance.problems import ValidationFailed
     from governance.spec import ReleaseSpec, parse_spec
     from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         WaveStatus,
         tenant_workflow_id,
     )
+    from workflows.operators import operator_refusal
     from workflows.policies import run_activity
     from workflows.tenant_messages import (
         DeployOrder,
@@ -74,8 +75,16 @@ with workflow.unsafe.imports_passed_through():
         TenantPrepared,
         TenantReport,
     )
-    from workflows.validation import check_attempt, pin_problems, release_problems
+    from workflows.validation import (
+        check_attempt,
+        check_identity,
+        check_text,
+        pin_problems,
+        release_problems,
+        simulated_start_problems,
+    )
     from workflows.windows import check_windows
+    from workflows.worker_config import fetch_worker_config
 
 OBSERVABILITY_RECHECK = timedelta(minutes=5)
 TENANT_LINKS_PER_ENTRY = 200
@@ -111,11 +120,9 @@ class FinanceRelease:
         self._children = TenantChildren(self._tenant_finished)
         self._unlinked: list[TenantOutcome] = []  # finished, bundle not yet linked in evidence
         self._announced_parked: set[str] = set()
-        self._offset = (
-            datetime.fromisoformat(request.simulated_start) - workflow.now()
-            if request.simulated_start
-            else timedelta(0)
-        )
+        self._offset = timedelta(0)  # set in _validate, when the worker allows a demo clock
+        self._simulated_start = ""
+        self._queues: dict[str, str] = {}  # from the workflows worker's configuration
         self._chain = EvidenceChain(request.release_id)
         self._closed = False
 
@@ -140,7 +147,13 @@ class FinanceRelease:
     async def _validate(self, request: ReleaseRequest) -> None:
         """Parse the pinned documents with governance; bad input ends as Invalid, untouched."""
         self._set_phase(Phase.VALIDATING)
-        problems = pin_problems(request)
+        config = await fetch_worker_config()
+        self._queues = dict(config.queues)
+        problems = simulated_start_problems(request.simulated_start, config.demo_clock)
+        if not problems and request.simulated_start:
+            self._simulated_start = request.simulated_start
+            self._offset = datetime.fromisoformat(request.simulated_start) - workflow.now()
+        problems += pin_problems(request)
         if not problems:
             try:
                 self._inventory = parse_inventory(request.inventory.text)
@@ -175,8 +188,18 @@ class FinanceRelease:
                 },
                 "migrations": {m.name: m.sha256 for m in request.migrations},
                 "simulated_start": request.simulated_start,
+                "routing": dict(sorted(self._queues.items())),
             },
         )
+        if self._simulated_start:
+            self._record(
+                "simulated_clock",
+                {
+                    "simulated_start": self._simulated_start,
+                    "real_start": workflow.now().isoformat(),
+                    "note": "demo clock: calendar checks did not use real time",
+                },
+            )
         self._waves = spec.waves()
         for name, tenants in self._waves:
             self._wave_state[name] = "pending"
@@ -477,7 +500,13 @@ class FinanceRelease:
         # counts only: each tenant's own state is in its link, and its bundle
         states = Counter(s.state for s in self._tenants.values())
         self._record(
-            "outcome", {"outcome": outcome, "reason": reason, "tenant_states": dict(states)}
+            "outcome",
+            {
+                "outcome": outcome,
+                "reason": reason,
+                "tenant_states": dict(states),
+                "refused_attempts": self._refused_counts(),
+            },
         )
         publication = EvidencePublication(self._request.release_id, self._chain.bundle(), outcome)
         published: PublishedEvidence = await self._call(
@@ -523,7 +552,6 @@ class FinanceRelease:
             smoke=list(spec.smoke),
             rehearse=rehearse,
             hold_after_deploy=spec.rollout.on_failure == "rollback_all",
-            queues=dict(self._request.queues),
             clock_offset_seconds=self._offset.total_seconds(),
         )
         self._set_tenant(tenant.name, TenantPhase.PREPARING)
@@ -624,6 +652,7 @@ class FinanceRelease:
     @approve.validator
     def _check_approve(self, request: ApprovalRequest) -> None:
         check_attempt(request)
+        self._check_flood(request, approve=True)
 
     @workflow.update
     async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
@@ -637,21 +666,25 @@ class FinanceRelease:
     @reject.validator
     def _check_reject(self, request: ApprovalRequest) -> None:
         check_attempt(request)
+        self._check_flood(request, approve=False)
 
-    @workflow.signal(name="approve")
-    async def approve_signal(self, request: ApprovalRequest) -> None:
-        await self._attempt(request, approve=True)
+    def _check_flood(self, request: ApprovalRequest, approve: bool) -> None:
+        desk = self._attempt_desk()
+        refusal = desk.flood_refusal(request, self.now(), approve) if desk else ""
+        if refusal:
+            raise ValueError(refusal)
 
-    @workflow.signal(name="reject")
-    async def reject_signal(self, request: ApprovalRequest) -> None:
-        await self._attempt(request, approve=False)
+    def _attempt_desk(self) -> ApprovalDesk | None:
+        """The desk an attempt goes to: the approvals, or the retrospective one after them."""
+        desk = self._desk
+        if self._retro is not None and desk is not None and desk.state.outcome != "pending":
+            return self._retro
+        return desk
 
     async def _attempt(self, request: ApprovalRequest, approve: bool) -> ApprovalVerdict:
         # an attempt may arrive before validation has opened the approvals
         await workflow.wait_condition(lambda: self._desk is not None or self._closed)
-        desk = self._desk
-        if self._retro is not None and desk is not None and desk.state.outcome != "pending":
-            desk = self._retro
+        desk = self._attempt_desk()
         if desk is None:
             return ApprovalVerdict(False, "decided", f"release ended: {self._outcome}")
         if approve:
@@ -668,7 +701,7 @@ class FinanceRelease:
 
     @pause.validator
     def _check_pause(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "pause", request.reason)
         if self._paused:
             raise ValueError("the release is already paused")
 
@@ -680,7 +713,7 @@ class FinanceRelease:
 
     @resume.validator
     def _check_resume(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "resume", request.reason)
         if not self._paused:
             raise ValueError("the release is not paused")
 
@@ -692,7 +725,7 @@ class FinanceRelease:
 
     @promote.validator
     def _check_promote(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "promote", request.reason)
         if not any(s == "awaiting_promotion" for s in self._wave_state.values()):
             raise ValueError("no wave is waiting for promotion")
 
@@ -704,7 +737,7 @@ class FinanceRelease:
 
     @abort.validator
     def _check_abort(self, request: OperatorRequest) -> None:
-        self._check_operator(request)
+        self._check_operator(request.operator, "abort", request.reason)
         if not request.reason:
             raise ValueError("abort needs a reason")
         if self._abort is not None:
@@ -718,15 +751,14 @@ class FinanceRelease:
 
     @decide.validator
     def _check_decide(self, request: DecisionRequest) -> None:
-        if not request.operator:
-            raise ValueError("operator is required")
+        self._check_operator(request.operator, "decide", request.reason)
         if request.choice not in DECISIONS:
             raise ValueError(
-                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice!r}"
+                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice[:32]!r}"
             )
         state = self._tenants.get(request.tenant)
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
-            raise ValueError(f"tenant {request.tenant!r} is not waiting for a decision")
+            raise ValueError(f"tenant {request.tenant[:64]!r} is not waiting for a decision")
 
     @workflow.update
     async def resolve(self, request: ParkedRequest) -> str:
@@ -745,7 +777,7 @@ class FinanceRelease:
 
     @resolve.validator
     def _check_resolve(self, request: ParkedRequest) -> None:
-        self._check_operator(OperatorRequest(request.operator, request.reason))
+        self._check_operator(request.operator, "resolve", request.reason)
         if request.choice not in PARK_CHOICES:
             raise ValueError(
                 f"choice must be one of {', '.join(PARK_CHOICES)}, not {request.choice[:40]!r}"
@@ -762,11 +794,29 @@ class FinanceRelease:
                     " cannot be left out; retry it or abort the release"
                 )
 
-    def _check_operator(self, request: OperatorRequest) -> None:
-        if not request.operator:
+    def _check_operator(self, operator: str, action: str, reason: str = "") -> None:
+        if not operator:
             raise ValueError("operator is required")
+        check_identity("operator", operator)
+        check_text("reason", reason)
         if self._closed:
             raise ValueError(f"the release has ended: {self._outcome}")
+        requester = self._spec.requested_by if self._spec else ""
+        refusal = operator_refusal(self._operator_policy(), operator, action, requester)
+        if refusal:
+            raise ValueError(refusal)
+
+    def _operator_policy(self) -> ApprovalPolicy | None:
+        """The policy operator actions are checked against. An update may arrive with the
+        start, before `run` parsed it: then it is parsed here, purely, from the pinned text
+        (nothing is kept: validators do not run again on replay)."""
+        policy: ApprovalPolicy | None = getattr(self, "_policy", None)
+        if policy is not None:
+            return policy
+        try:
+            return parse_policy(self._request.policy.text)
+        except ValidationFailed:
+            return None
 
     @workflow.query
     def status(self) -> ReleaseStatus:
@@ -803,7 +853,17 @@ class FinanceRelease:
                 if s.state == TenantPhase.WAITING_FOR_LOCK
             },
             last_error=self._last_error,
+            simulated_start=self._simulated_start,
+            refused_counts=self._refused_counts(),
         )
+
+    def _refused_counts(self) -> dict[str, int]:
+        """Refused approval attempts per reason code, retrospective ones included."""
+        counts: Counter[str] = Counter()
+        for desk in (self._desk, self._retro):
+            if desk is not None:
+                counts.update(desk.refused_counts)
+        return dict(sorted(counts.items()))
 
     # --- small helpers -----------------------------------------------------------------------
 
@@ -902,7 +962,7 @@ class FinanceRelease:
 
     async def _call(self, name: str, arg: Any, result_type: type) -> Any:
         return await run_activity(
-            name, arg, result_type, self._request.queues, f"{name} {self._request.release_id}"
+            name, arg, result_type, self._queues, f"{name} {self._request.release_id}"
         )
 
     async def _notify(self, kind: str, message: str, needed_from: list[str] | None = None) -> None:

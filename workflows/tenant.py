@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from governance.evidence import EvidenceChain
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         BackupVerification,
         CutoverRequest,
         DatabaseBackup,
+        ErrorType,
         EvidencePublication,
         FilestoreBackup,
         FinanceSnapshot,
@@ -67,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         TenantPrepared,
         TenantReport,
     )
+    from workflows.worker_config import fetch_worker_config
 
 
 @workflow.defn
@@ -86,11 +88,22 @@ class TenantRollout:
         self._granted = False
         self._lock_holder = ""
         self._package = RollbackPackage()
+        self._queues: dict[str, str] = {}  # from the worker's configuration, in `run`
 
     # --- the runbook ---------------------------------------------------------------------
 
     @workflow.run
     async def run(self, order: TenantOrder) -> TenantOutcome:
+        config = await fetch_worker_config()
+        if order.clock_offset_seconds and not config.demo_clock:
+            # nothing touched yet: a shifted clock would skip the tenant's calendar checks
+            raise ApplicationError(
+                "clock_offset_seconds: refused: the workflows worker does not run on a demo "
+                "clock (FINRELEASE_DEMO_CLOCK), a tenant rollout runs on real time",
+                type=ErrorType.INVALID_RELEASE,
+                non_retryable=True,
+            )
+        self._queues = dict(config.queues)
         self.record("tenant_started", {"tenant": order.tenant.name, "image": order.image})
         prepared = await self._prepare()
         await self._tell_parent("tenant_prepared", prepared)
@@ -372,7 +385,7 @@ class TenantRollout:
 
     async def call(self, name: str, arg: Any, result_type: type | None) -> Any:
         return await run_activity(
-            name, arg, result_type, self._order.queues, f"{name} {self._order.tenant.name}"
+            name, arg, result_type, self._queues, f"{name} {self._order.tenant.name}"
         )
 
     async def step(self, name: str, arg: Any, result_type: type | None) -> Any:

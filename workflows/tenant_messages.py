@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from governance.inventory import Tenant
 from workflows.contracts import DatabaseBackup, FinanceSnapshot, MigrationScript, RunningState
@@ -52,8 +52,8 @@ class TenantOrder:
     smoke: list[str]
     rehearse: bool
     hold_after_deploy: bool  # rollback_all: stay until the release says keep or compensate
-    queues: dict[str, str] = field(default_factory=dict)
-    clock_offset_seconds: float = 0.0  # see ReleaseRequest.simulated_start
+    # see ReleaseRequest.simulated_start; refused unless the worker runs a demo clock
+    clock_offset_seconds: float = 0.0
 
 
 @dataclass

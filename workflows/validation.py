@@ -6,15 +6,21 @@ release `Invalid` with every problem named.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from governance.calendar import FreezeCalendar
 from governance.evidence import sha256_hex
+from governance.identity import identity_problem
 from governance.inventory import Inventory
 from governance.policy import ApprovalPolicy
 from governance.spec import ReleaseSpec
 from workflows.contracts import MigrationScript
 from workflows.messages import ApprovalRequest, ReleaseRequest
+from workflows.worker_config import DEMO_CLOCK_VARIABLE
 
 KiB, MiB = 1 << 10, 1 << 20
+# a comment or reason is read by people and kept in history, status and evidence
+MAX_COMMENT_BYTES = 2 * KiB
 # The start request is one payload (Temporal refuses 2 MB); scripts this big belong in a
 # module update or a data job, not in one SQL transaction.
 MIGRATIONS_MAX_BYTES = 1 * MiB
@@ -24,10 +30,47 @@ MIGRATIONS_IN_HISTORY_MAX_BYTES = 8 * MiB
 
 
 def check_attempt(request: ApprovalRequest) -> None:
-    """An approval or rejection names who, in which role, for which spec."""
+    """An approval or rejection names who (a well-formed identity), in which role, for which
+    spec, with a comment of at most 2 KiB: anything else is refused before history."""
     for name in ("approver", "role", "spec_sha256"):
         if not getattr(request, name):
             raise ValueError(f"{name} is required")
+    check_identity("approver", request.approver)
+    for name, value in (("role", request.role), ("spec_sha256", request.spec_sha256)):
+        if len(value) > 64:
+            raise ValueError(f"{name}: at most 64 characters, not {len(value):,}")
+    check_text("comment", request.comment)
+
+
+def check_identity(name: str, value: str) -> None:
+    problem = identity_problem(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+
+
+def check_text(name: str, value: str, limit: int = MAX_COMMENT_BYTES) -> None:
+    """A free-text field (comment, reason) fits in `limit` bytes of UTF-8."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise ValueError(f"{name}: at most {limit:,} bytes, not {size:,}")
+
+
+def simulated_start_problems(value: str, demo_clock: bool) -> list[str]:
+    """A simulated clock only on a worker started for drills and tests, and a real instant."""
+    if not value:
+        return []
+    if not demo_clock:
+        return [
+            "simulated_start: refused: the workflows worker does not run on a demo clock "
+            f"({DEMO_CLOCK_VARIABLE}=1 is for drills and tests); a release runs on real time"
+        ]
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        return [f"simulated_start: {value[:40]!r} is not an ISO 8601 instant"]
+    if start.tzinfo is None:
+        return [f"simulated_start: {value[:40]!r} needs a UTC offset, e.g. +01:00"]
+    return []
 
 
 def pin_problems(request: ReleaseRequest) -> list[str]:

@@ -258,6 +258,26 @@ async def test_list_finds_the_release_awaiting_approval(started: tuple[str, str]
     assert release_id in table.stdout
 
 
+async def test_list_prints_a_markup_like_requester_as_text(
+    cli_stack: Client, tmp_path: Path
+) -> None:
+    release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
+    files = release_files(tmp_path, release_id)
+    replace_in(tmp_path / "release.yaml", "alice@example.com", '"[bold]al[/]ice@example.com"')
+    started = await finrelease("start", *files, "--json")
+    assert started.exit_code == 0, started.output
+    await awaiting_approval(release_id)
+    for _ in range(300):  # visibility is eventually consistent
+        table = await finrelease("list", "--tenant", "tokyo", "--limit", "500")
+        assert table.exit_code == 0, (table.output, table.exception)  # Rich used to crash
+        if release_id in table.stdout:
+            break
+        await asyncio.sleep(0.2)
+    assert "[bold]al[/]" in table.stdout  # shown as typed, not read as markup
+    status = await finrelease("status", release_id)
+    assert status.exit_code == 0, (status.output, status.exception)
+
+
 async def test_pause_and_resume_reach_the_release(started: tuple[str, str]) -> None:
     release_id, _ = started
     paused = await finrelease("pause", release_id, "--as", "erin@example.com")
@@ -269,6 +289,18 @@ async def test_pause_and_resume_reach_the_release(started: tuple[str, str]) -> N
     resumed = await finrelease("resume", release_id, "--as", "erin@example.com")
     assert resumed.exit_code == 0, resumed.output
     assert (await status_of(release_id))["paused"] is False
+
+
+async def test_operator_verbs_without_an_operator_role_are_refused(
+    started: tuple[str, str],
+) -> None:
+    release_id, _ = started
+    for verb in (["pause"], ["abort", "--reason", "mine now"]):
+        refused = await finrelease(*verb[:1], release_id, "--as", "bob@example.com", *verb[1:])
+        assert refused.exit_code == 3, refused.output
+        assert "is not a member of release_manager or operator" in refused.stderr
+    status = await status_of(release_id)
+    assert status["paused"] is False and status["outcome"] == ""
 
 
 async def test_abort_needs_a_reason(started: tuple[str, str]) -> None:

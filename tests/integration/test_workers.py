@@ -177,7 +177,11 @@ async def test_each_queue_registers_exactly_its_contract_activities(
         )
         expected = {a for a, q in QUEUE_OF.items() if q == queue}
         if name == "workflows":
-            expected = {"request_tenant_lock", "tenant_lock_holder_running"}
+            expected = {
+                "request_tenant_lock",
+                "tenant_lock_holder_running",
+                "workflows_worker_config",
+            }
         assert set(registered) == expected, name
         if name == "db":
             assert built.worker._config["max_concurrent_activities"] == 2

@@ -61,6 +61,16 @@ def test_spec_validate_prints_every_error_with_its_path_and_exits_2(tmp_path):
     assert any(line.startswith("rollout.max_paralel: unknown key") for line in lines)
 
 
+def test_spec_validate_prints_a_key_holding_terminal_escapes_inert(tmp_path):
+    spec = tmp_path / "release.yaml"
+    text = (EXAMPLES / "release.yaml").read_text()
+    spec.write_text(text + '"\\e[2J\\e[32mall good": 1\n')  # clear screen, then green
+    result = validate(spec)
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert "\\x1b[2J\\x1b[32mall good: unknown key" in result.stderr
+
+
 def test_spec_validate_reports_a_missing_migration_file(tmp_path):
     spec = tmp_path / "release.yaml"
     spec.write_text((EXAMPLES / "release.yaml").read_text())

@@ -37,6 +37,7 @@ from workflows.messages import (
 from workflows.policies import DEFAULT_QUEUES
 from workflows.registry import WORKFLOWS
 from workflows.release import FinanceRelease
+from workflows.worker_config import WorkerConfig, WorkerConfigActivities
 
 IMAGE = "acr.example.io/odoo@sha256:" + "a" * 64
 
@@ -46,6 +47,7 @@ approvers:
   finance: [carol@example.com]
   release_manager: [erin@example.com]
   break_glass: [cfo@example.com]
+  operator: [operator@example.com]
 risk:
   low:       {approvals: {platform: 1}, rehearse: canary}
   medium:    {approvals: {platform: 1, finance: 1}, rehearse: all}
@@ -173,7 +175,6 @@ def make_release(
         policy=pinned("policy.yaml", policy),
         calendars=[pinned(name, text) for name, text in calendars.items()],
         migrations=[MIGRATION] if migrations else [],
-        queues={name: task_queue for name in DEFAULT_QUEUES},
         simulated_start=simulated_start,
     )
     inventory = parse_inventory(request.inventory.text)
@@ -183,19 +184,29 @@ def make_release(
 
 
 @asynccontextmanager
-async def worker(client: Client, task_queue: str, doubles: Doubles) -> AsyncIterator[Worker]:
+async def worker(
+    client: Client, task_queue: str, doubles: Doubles, *, demo_clock: bool = False
+) -> AsyncIterator[Worker]:
     """A worker for every workflow and activity of the release on one task queue.
+
+    Its configuration routes every activity to that queue, as a production workflows worker
+    routes them to theirs; `demo_clock` is FINRELEASE_DEMO_CLOCK=1 (simulated_start allowed).
 
     On exit it waits until the tenant lock workflows this test used have closed: a lock
     left running on a queue nobody polls would stop the shared test server from skipping
     time (and would hold the lock id for later tests).
     """
     lock = TenantLockActivities(client)
+    config = WorkerConfig({name: task_queue for name in DEFAULT_QUEUES}, demo_clock)
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*doubles.activities(), *lock.activities()],
+        activities=[
+            *doubles.activities(),
+            *lock.activities(),
+            *WorkerConfigActivities(config).activities(),
+        ],
         # as on the real activity workers: the work's failures are counted by the workflow
         interceptors=[KeepAliveInterceptor(), FailureRoutingInterceptor()],
     ) as running:

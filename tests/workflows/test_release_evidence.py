@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from governance.evidence import canonical_json, verify
@@ -12,7 +14,6 @@ from tests.workflows.release_harness import (
     make_release,
     save_history,
     start,
-    wait_for_status,
     worker,
 )
 from workflows.messages import ApprovalRequest, Outcome
@@ -28,11 +29,11 @@ async def test_evidence_chain_verifies_and_records_every_decision(
     release = make_release(task_queue, 3, waves=TWO_WAVES)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
-        await handle.signal(
-            "approve", ApprovalRequest("alice@example.com", "platform", release.spec_sha256)
-        )
-        # a signal is not ordered with the updates that follow: let the refusal land first
-        await wait_for_status(handle, lambda s: any(r.code == "requester" for r in s.refused))
+        with pytest.raises(WorkflowUpdateFailedError):  # refused, and kept in the evidence
+            await handle.execute_update(
+                FinanceRelease.approve,
+                ApprovalRequest("alice@example.com", "platform", release.spec_sha256),
+            )
         await approve_all(handle, release)
         result = await handle.result()
         await save_history(handle, "happy_path_two_waves")

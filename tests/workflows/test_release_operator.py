@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.release_doubles import OLD_IMAGE, Doubles
@@ -16,7 +20,7 @@ from tests.workflows.release_harness import (
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import ApprovalRequest, OperatorRequest, Outcome
+from workflows.messages import ApprovalRequest, DecisionRequest, OperatorRequest, Outcome
 from workflows.release import FinanceRelease
 
 TWO_WAVES = [{"name": "canary", "size": 1}, {"name": "rest", "size": "100%"}]
@@ -94,15 +98,16 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     release = make_release(task_queue, 3, risk="medium", waves=TWO_WAVES)
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
-        await handle.signal(
-            "approve", ApprovalRequest("alice@example.com", "platform", release.spec_sha256)
-        )
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                FinanceRelease.approve,
+                ApprovalRequest("alice@example.com", "platform", release.spec_sha256),
+            )
         await handle.execute_update(
             FinanceRelease.approve,
             ApprovalRequest("bob@example.com", "platform", release.spec_sha256),
         )
-        # the signal is not ordered with the update: wait until both are in
-        status = await wait_for_status(handle, lambda s: bool(s.refused) and bool(s.approvals))
+        status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert status.release_id == release.release_id
     assert status.phase == "AwaitingApproval" and status.outcome == ""
@@ -117,3 +122,90 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     ]
     assert all(t.state == "pending" for w in status.waves for t in w.tenants)
     assert status.waiting_for_locks == {} and not status.paused
+
+
+async def _refusal(handle: WorkflowHandle, update: Any, request: Any) -> str:
+    """The validator's message; the refused update never entered the history."""
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(update, request)
+    history = await handle.fetch_history()
+    accepted = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    names = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in accepted
+    ]
+    assert update.__name__ not in names, names
+    return str(refused.value.cause)
+
+
+async def test_operator_actions_need_an_operator_role(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1)
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        for update in (FinanceRelease.pause, FinanceRelease.abort):
+            message = await _refusal(handle, update, OperatorRequest("bob@example.com", "mine"))
+            assert "'bob@example.com' is not a member of release_manager or operator" in message
+        decided = await _refusal(
+            handle, FinanceRelease.decide, DecisionRequest("t1", "restore", "bob@example.com")
+        )
+        assert "decide refused" in decided
+        status = await handle.query(FinanceRelease.status)
+        assert not status.paused and status.outcome == ""
+        # the operator role, and release_manager, may (identities compare case-folded)
+        await handle.execute_update(FinanceRelease.pause, OperatorRequest("Erin@Example.com", "x"))
+        await abort_and_wait(handle)
+
+
+async def test_requester_cannot_promote_their_own_gated_wave(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles()
+    # alice, the requester, is also a release manager: still not her own promotion
+    release = make_release(
+        task_queue,
+        2,
+        risk="high",
+        waves=TWO_WAVES,
+        policy_extra={"release_manager": ["alice@example.com"]},
+    )
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        await wait_for_status(
+            handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves)
+        )
+        message = await _refusal(
+            handle, FinanceRelease.promote, OperatorRequest("ALICE@example.com", "ship it")
+        )
+        assert "the requester may not promote" in message
+        assert doubles.tenants_called(Activity.SET_IMAGE) == ["t1"]
+        await handle.execute_update(
+            FinanceRelease.promote, OperatorRequest("erin@example.com", "ok")
+        )
+        result = await handle.result()
+    assert result.outcome == Outcome.COMPLETED
+    promoted = [e for e in doubles.bundles[""]["entries"] if e["kind"] == "promote"]
+    assert [e["actor"] for e in promoted] == ["erin@example.com"]
+
+
+async def test_an_approve_signal_counts_for_nothing(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    release = make_release(task_queue, 1)  # low: one platform approval would do
+    async with worker(time_skipping_env.client, task_queue, Doubles()):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await wait_for_status(handle, lambda s: s.phase == "AwaitingApproval")
+        await handle.signal(
+            "approve", ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
+        )
+        # an update after the signal: its workflow task has seen the signal by then
+        await handle.execute_update(FinanceRelease.pause, OperatorRequest(OPERATOR, "look"))
+        status = await handle.query(FinanceRelease.status)
+        await abort_and_wait(handle)
+    assert status.approvals == [] and status.missing == {"platform": 1}

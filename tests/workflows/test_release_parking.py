@@ -104,6 +104,9 @@ async def test_only_a_parked_tenant_can_be_resolved_and_the_canary_cannot_be_lef
             "choice must be one of": ParkedRequest("t1", "deploy", OPERATOR),
             "operator is required": ParkedRequest("t1", "retry", ""),
             "canary": ParkedRequest("t1", "leave_out", OPERATOR),
+            "is not a member of release_manager or operator": ParkedRequest(
+                "t1", "retry", "bob@example.com"
+            ),
         }
         for message, request in refusals.items():
             with pytest.raises(WorkflowUpdateFailedError) as refused:

@@ -53,7 +53,7 @@ async def test_release_waits_out_month_end_close_then_the_next_window(
         calendars={"berlin": BERLIN},
         simulated_start="2026-11-27T10:00:00+01:00",
     )
-    async with worker(time_skipping_env.client, task_queue, doubles):
+    async with worker(time_skipping_env.client, task_queue, doubles, demo_clock=True):
         result = await run_approved(time_skipping_env.client, release, task_queue)
     assert result.outcome == Outcome.COMPLETED, result
     decision = _entries(doubles.bundles[""], "calendar")[0]["data"]
@@ -74,7 +74,7 @@ async def test_tokyo_tenant_is_deferred_while_berlin_tenant_proceeds(
         calendars={"anytime": "timezone: Europe/Berlin\n", "tokyo": TOKYO},
         simulated_start="2026-11-23T10:00:00+01:00",
     )
-    async with worker(time_skipping_env.client, task_queue, doubles):
+    async with worker(time_skipping_env.client, task_queue, doubles, demo_clock=True):
         result = await run_approved(time_skipping_env.client, release, task_queue)
     assert result.outcome == Outcome.COMPLETED, result
     assert doubles.tenants_called(Activity.SET_IMAGE) == ["berlin-co", "tokyo-co"]
@@ -113,7 +113,7 @@ async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective
 ) -> None:
     doubles = Doubles()
     release = _emergency_in_month_end_close(task_queue)
-    async with worker(time_skipping_env.client, task_queue, doubles):
+    async with worker(time_skipping_env.client, task_queue, doubles, demo_clock=True):
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
         status = await _wait_for(handle, lambda s: s.next_timer_reason == "retrospective approval")
@@ -137,7 +137,7 @@ async def test_emergency_override_without_retrospective_approval_is_recorded_ove
 ) -> None:
     doubles = Doubles()
     release = _emergency_in_month_end_close(task_queue)
-    async with worker(time_skipping_env.client, task_queue, doubles):
+    async with worker(time_skipping_env.client, task_queue, doubles, demo_clock=True):
         result = await run_approved(time_skipping_env.client, release, task_queue)
     assert result.outcome == Outcome.COMPLETED
     chain = doubles.bundles[""]
@@ -161,7 +161,7 @@ async def test_rehearsal_longer_than_any_window_blocks_that_tenant_with_the_reas
         calendars={"berlin": BERLIN, "anytime": "timezone: Europe/Berlin\n"},
         simulated_start="2026-11-14T21:00:00+01:00",  # a Saturday evening, in a window
     )
-    async with worker(time_skipping_env.client, task_queue, doubles):
+    async with worker(time_skipping_env.client, task_queue, doubles, demo_clock=True):
         result = await run_approved(time_skipping_env.client, release, task_queue)
     assert result.outcome == Outcome.FAILED
     assert result.tenants == {"acme": "blocked", "beta": "deployed"}
