@@ -102,7 +102,8 @@ def _release(stack: Any, label: str, kills: int) -> ChaosRun:
     run.outcome = final["outcome"]
     after = stack.deployments()
     run.deployments_changed_once = all(
-        after[key].image == NEW_IMAGE and after[key].generation == before[key].generation + 1
+        after[key].image == NEW_IMAGE
+        and after[key].generation == before[key].generation + CUTOVER_CHANGES
         for key in after
     )
     run.evidence_verified = stack.cli("evidence", "verify", release_id).returncode == 0

@@ -42,6 +42,9 @@ NEW_IMAGE = (
     "acr.example.io/odoo@sha256:4f5c2a9d0e8b7c6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa9988"
 )
 TENANTS = ("berlin", "newyork", "tokyo")
+# A deployed tenant's Deployments each change spec three times, once each: scaled to zero for
+# maintenance, the new image, scaled back (workflows/cutover.py). More means a step repeated.
+CUTOVER_CHANGES = 3
 DEPLOYMENTS = ("odoo-web", "odoo-worker", "odoo-cron")
 # A completed release closes its work item, so each release gets its own change request.
 WORK_ITEMS = tuple(range(DEMO_WORK_ITEM, DEMO_WORK_ITEM + 12))

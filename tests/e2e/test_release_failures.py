@@ -17,7 +17,15 @@ from activities.azure_storage import BACKUP_CONTAINER
 from activities.finance_ledger import LEDGER_TABLE
 from activities.pg_server import short_release_id
 from devstack.demo_tenants import PREVIOUS_IMAGE
-from tests.e2e.stack import DEPLOYMENTS, NEW_IMAGE, TENANTS, Stack, database_of, wait_until
+from tests.e2e.stack import (
+    CUTOVER_CHANGES,
+    DEPLOYMENTS,
+    NEW_IMAGE,
+    TENANTS,
+    Stack,
+    database_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -78,7 +86,11 @@ def test_release_completes_when_db_and_k8s_workers_are_killed_mid_activity(stack
     for key, deployment in after.items():
         assert deployment.image == NEW_IMAGE, key
         assert deployment.release == release_id, key
-        assert deployment.generation == before[key].generation + 1, (key, before[key], deployment)
+        assert deployment.generation == before[key].generation + CUTOVER_CHANGES, (
+            key,
+            before[key],
+            deployment,
+        )
     # both killed attempts were retried once their heartbeats stopped
     for activity in ("backup_database", "set_image"):
         (completed,) = stack.completed_attempts(berlin, activity)
