@@ -54,7 +54,7 @@ def run_chaos_bench(kills: int = KILLS) -> list[ChaosRun]:
 
 
 def _release(stack: Any, label: str, kills: int) -> ChaosRun:
-    from tests.e2e.stack import NEW_IMAGE, TENANTS, database_of
+    from tests.e2e.stack import CUTOVER_CHANGES, NEW_IMAGE, TENANTS, database_of
     from workflows.contracts import QUEUE_OF
     from workflows.messages import release_workflow_id, tenant_workflow_id
 
