@@ -32,14 +32,25 @@ SELECT m.name FROM account_move m JOIN account_move_line l ON l.move_id = m.id
 WHERE m.state = 'posted' GROUP BY m.id, m.name
 HAVING sum(l.debit) <> sum(l.credit) ORDER BY m.id
 """
+# Odoo's rule (account_move.py: 17 `_compute_made_sequence_hole`, 18
+# `_compute_made_sequence_gap`): a numbered move makes a gap when no move of its journal and
+# prefix, whatever its state, holds the number before it. A cancelled or reset-to-draft
+# invoice keeps its number, so it is no gap.
 NUMBERING_GAPS = """
-SELECT j.code, s.previous, s.name FROM (
-    SELECT journal_id, name, sequence_number,
-           lag(sequence_number) OVER w AS previous_number, lag(name) OVER w AS previous
-    FROM account_move WHERE state = 'posted'
-    WINDOW w AS (PARTITION BY journal_id, sequence_prefix ORDER BY sequence_number)
-) s JOIN account_journal j ON j.id = s.journal_id
-WHERE s.sequence_number > s.previous_number + 1 ORDER BY j.code, s.name
+SELECT j.code, prev.name, m.name
+FROM account_move m JOIN account_journal j ON j.id = m.journal_id
+LEFT JOIN LATERAL (
+    SELECT p.name FROM account_move p
+    WHERE p.journal_id = m.journal_id AND p.sequence_prefix = m.sequence_prefix
+      AND p.sequence_number < m.sequence_number AND p.name <> '/'
+    ORDER BY p.sequence_number DESC LIMIT 1
+) prev ON true
+WHERE m.state = 'posted' AND m.name <> '/' AND m.sequence_number > 1
+  AND NOT EXISTS (
+    SELECT 1 FROM account_move o
+    WHERE o.journal_id = m.journal_id AND o.sequence_prefix = m.sequence_prefix
+      AND o.sequence_number = m.sequence_number - 1)
+ORDER BY j.code, m.sequence_prefix, m.sequence_number
 """
 ENTRY_AMOUNTS = """
 SELECT m.name, sum(l.debit), sum(l.credit) FROM account_move_line l

@@ -240,8 +240,7 @@ def _postgres_os_user() -> str | None:
         pwd.getpwnam("postgres")
     except KeyError:
         raise RuntimeError(
-            "running as root, and no `postgres` OS user to run PostgreSQL as: "
-            + install_hint()
+            "running as root, and no `postgres` OS user to run PostgreSQL as: " + install_hint()
         ) from None
     return "postgres"
 
