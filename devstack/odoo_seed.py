@@ -342,25 +342,6 @@ def _copy(
             copy.write("".join(buffer))
 
 
-def _copy(
-    conn: psycopg.Connection, table: str, columns: list[str], rows: Iterator[str] | list[str]
-) -> None:
-    """COPY text-format rows (already tab-separated, newline-terminated) in ~1 MB writes."""
-    with conn.cursor().copy(
-        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FREEZE)"
-    ) as copy:
-        buffer: list[str] = []
-        size = 0
-        for row in rows:
-            buffer.append(row)
-            size += len(row)
-            if size > 1 << 20:
-                copy.write("".join(buffer))
-                buffer, size = [], 0
-        if buffer:
-            copy.write("".join(buffer))
-
-
 MOVE_COLUMNS = [
     "id",
     "name",

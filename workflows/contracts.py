@@ -111,6 +111,7 @@ class ErrorType:
     TOOL_VERSION = "ToolVersionMismatch"
     EVIDENCE_CONFLICT = "EvidenceConflict"
     NOT_FOUND = "NotFound"
+    UNSUPPORTED_ODOO = "UnsupportedOdooVersion"
 
 
 NON_RETRYABLE = [
@@ -127,6 +128,7 @@ NON_RETRYABLE = [
     ErrorType.TOOL_VERSION,
     ErrorType.EVIDENCE_CONFLICT,
     ErrorType.NOT_FOUND,
+    ErrorType.UNSUPPORTED_ODOO,
 ]
 
 
@@ -288,23 +290,45 @@ class BackupVerification:
 
 @dataclass
 class AccountBalance:
-    account: str  # account code
-    debit: str  # decimals as strings: exact, JSON-safe
+    account: str  # account code, as the company sees it
+    debit: str  # decimals as strings in company currency, at its decimal places: exact, JSON-safe
     credit: str
     balance: str
+    company: int = 0  # res_company.id (0: written before snapshots were per company)
+
+
+@dataclass
+class CompanyLedger:
+    """One company's ledger invariants, in its currency (`decimal_places` digits)."""
+
+    id: int
+    name: str
+    currency: str
+    decimal_places: int
+    posted_entries: int
+    balance_total: str  # sum of posted balances: "0" on a sound ledger
+    unbalanced_entries: list[str]  # entry names, Odoo's rounded test, all of them
+    numbering_gap_count: int
+    numbering_gaps: list[str]  # "<journal>: <before> -> <entry>", the first GAPS_LISTED
+    mismatched_line_count: int  # lines whose copied fields disagree with their entry
+    mismatched_lines: list[str]  # "<entry> line <id>: <fields>", the first few
+    hashed_entries: int  # entries of hash-protected journals carrying an inalterable hash
+    hash_chain_sha256: str  # over (entry, inalterable_hash) of those entries, in chain order
 
 
 @dataclass
 class FinanceSnapshot:
     tenant: str
     trial_balance_sha256: str
-    accounts: list[AccountBalance]
-    total_debit: str
+    accounts: list[AccountBalance]  # per company and code
+    total_debit: str  # summed over companies: meaningful for a single-currency tenant only
     total_credit: str
     posted_entries: int
     unbalanced_entries: list[str]  # entry names
-    numbering_gaps: list[str]  # "<journal>: <after> -> <next>"
+    numbering_gaps: list[str]  # "<journal>: <before> -> <entry>"
     max_move_id: int
+    odoo_version: str = ""  # "17.0", "18.0"
+    companies: list[CompanyLedger] = field(default_factory=list)
 
 
 @dataclass
