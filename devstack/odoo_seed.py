@@ -291,7 +291,7 @@ def seed_odoo_database(
     return SeedSummary(
         entries=entries,
         lines=lines,
-        accounts=len(chart.company_rel_rows()) if version == "18.0" else len(chart.rows()),
+        accounts=len(chart.rows()),
         journals=len(JOURNALS) * companies,
         max_move_id=entries,
         version=version,
