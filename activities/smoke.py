@@ -223,7 +223,8 @@ async def check_trial_balance(
     differences: list[str] = []
     # One company at a time: without `allowed_company_ids` Odoo reads every company of the
     # user at once, and two companies' accounts of one code would fold into one line.
-    for company in snapshot.companies or [None]:
+    companies: list[CompanyLedger | None] = [*snapshot.companies] or [None]
+    for company in companies:
         kwargs: dict[str, Any] = {
             "domain": [["parent_state", "=", "posted"]],
             "fields": ["debit:sum", "credit:sum", "balance:sum"],

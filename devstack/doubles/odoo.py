@@ -133,6 +133,7 @@ class OdooDouble(HttpDouble):
             raise OdooError("odoo.exceptions.UserError", "double groups only by account_id")
         companies = _allowed_companies(tenant, kwargs)
         where = _where(kwargs.get("domain", []), alias="l")
+        code: sql.Composable
         if await _series(tenant.dsn) == "18.0":
             code = sql.SQL(
                 "a.code_store ->> (SELECT split_part(parent_path, '/', 1) FROM res_company"
@@ -239,7 +240,7 @@ def _where(domain: list, alias: str) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL(" AND ").join(clauses), values
 
 
-async def _fetch(dsn: str, query: sql.Composed, values: list[Any]) -> list[tuple]:
+async def _fetch(dsn: str, query: sql.SQL | sql.Composed, values: list[Any]) -> list[tuple]:
     try:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             cursor = await conn.execute(query, values)
