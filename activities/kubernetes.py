@@ -89,6 +89,7 @@ class KubernetesActivities:
         request_timeout: float = 15.0,
         poll_seconds: float = 2.0,
         job_ttl_seconds: int = 7 * 24 * 3600,
+        module_update_deadline_seconds: int = 4 * 3600,
     ) -> None:
         self._api_client = api_client
         self._apps = client.AppsV1Api(api_client)
@@ -97,6 +98,12 @@ class KubernetesActivities:
         self._request_timeout = request_timeout
         self._poll_seconds = poll_seconds
         self._job_ttl_seconds = job_ttl_seconds
+        if module_update_deadline_seconds <= 0:
+            raise ValueError(
+                "module_update_deadline_seconds: expected a positive number of seconds, "
+                f"got {module_update_deadline_seconds}"
+            )
+        self._update_deadline_seconds = module_update_deadline_seconds
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> KubernetesActivities:
@@ -335,11 +342,14 @@ class KubernetesActivities:
             (c for c in pod_spec.get("containers", []) if c["name"] == tenant.container), {}
         )
         container = {key: source[key] for key in CONTAINER_SETTINGS if key in source}
+        # No `command`: the image's entrypoint runs first and, on the official image
+        # (odoo/docker 18.0/entrypoint.sh), turns `odoo ...` arguments into `exec odoo ...`
+        # with the database settings of the Deployment's env/ODOO_RC and waits for
+        # PostgreSQL (wait-for-psql.py). Overriding `command` would skip all of that.
         container.update(
             name=tenant.container,
             image=request.image,
-            args=[],
-            command=update_command(tenant, request.modules),
+            args=update_command(tenant, request.modules),
         )
         labels = {
             "app.kubernetes.io/managed-by": "finrelease",
@@ -354,6 +364,8 @@ class KubernetesActivities:
             "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {
                 "backoffLimit": 0,  # a failed module update is for a human, never retried blindly
+                # a hung update (a lock wait, an endless migration) fails instead of blocking
+                "activeDeadlineSeconds": self._update_deadline_seconds,
                 "ttlSecondsAfterFinished": self._job_ttl_seconds,
                 "template": {
                     "metadata": {"labels": labels, "annotations": annotations},
@@ -429,14 +441,15 @@ def module_update_job_name(release_id: str, tenant: str) -> str:
 
 
 def update_command(tenant: Tenant, modules: list[str]) -> list[str]:
-    """The inventory's `update_command` (placeholders `{database}`, `{modules}`), else
-    `odoo -d <db> -u <modules> --stop-after-init`."""
+    """The Job container's `args` (the image's entrypoint stays): the inventory's
+    `update_command` (placeholders `{database}`, `{modules}`), else
+    `odoo -u <modules> -d <db> --stop-after-init`."""
     joined = ",".join(modules)
     if tenant.update_command:
         return [
             part.format(database=tenant.database, modules=joined) for part in tenant.update_command
         ]
-    return ["odoo", "-d", tenant.database, "-u", joined, "--stop-after-init"]
+    return ["odoo", "-u", joined, "-d", tenant.database, "--stop-after-init"]
 
 
 def rollout_progress(deployment: dict[str, Any], tenant: Tenant) -> str | None:
