@@ -187,6 +187,7 @@ def db_worker(
         pg.backup_database,
         pg.verify_backup,
         pg.finance_snapshot,
+        pg.check_modules,
         pg.rehearse_migration,
         pg.migrate_database,
         pg.entries_since_backup,

@@ -15,6 +15,7 @@ Signatures (one typed input, one typed output):
     backup_database(TenantTask) -> DatabaseBackup
     verify_backup(BackupRequest) -> BackupVerification
     finance_snapshot(TenantTask) -> FinanceSnapshot
+    check_modules(ModuleCheck) -> ModuleCheckResult
     rehearse_migration(RehearsalRequest) -> RehearsalResult
     migrate_database(MigrationRequest) -> MigrationResult
     entries_since_backup(BackupRequest) -> EntriesSinceBackup
@@ -56,6 +57,7 @@ class Activity:
     BACKUP_DATABASE = "backup_database"
     VERIFY_BACKUP = "verify_backup"
     FINANCE_SNAPSHOT = "finance_snapshot"
+    CHECK_MODULES = "check_modules"
     REHEARSE_MIGRATION = "rehearse_migration"
     MIGRATE_DATABASE = "migrate_database"
     ENTRIES_SINCE_BACKUP = "entries_since_backup"
@@ -81,6 +83,7 @@ QUEUE_OF: dict[str, str] = {
     Activity.BACKUP_DATABASE: DB_QUEUE,
     Activity.VERIFY_BACKUP: DB_QUEUE,
     Activity.FINANCE_SNAPSHOT: DB_QUEUE,
+    Activity.CHECK_MODULES: DB_QUEUE,
     Activity.REHEARSE_MIGRATION: DB_QUEUE,
     Activity.MIGRATE_DATABASE: DB_QUEUE,
     Activity.ENTRIES_SINCE_BACKUP: DB_QUEUE,
@@ -419,6 +422,21 @@ class ModuleUpdateRequest:
     tenant: Tenant
     image: str
     modules: list[str]
+
+
+@dataclass
+class ModuleCheck:
+    """The modules a release updates, to be checked installed on the tenant at preparation."""
+
+    release_id: str
+    tenant: Tenant
+    modules: list[str]
+
+
+@dataclass
+class ModuleCheckResult:
+    tenant: str
+    versions: dict[str, str]  # module -> ir_module_module.latest_version before the update
 
 
 @dataclass

@@ -59,6 +59,7 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.BACKUP_DATABASE: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=5),
     Activity.VERIFY_BACKUP: ActivityPolicy(timedelta(hours=2), heartbeat=_ALIVE, max_attempts=3),
     Activity.FINANCE_SNAPSHOT: ActivityPolicy(15 * _MINUTE, heartbeat=_ALIVE, max_attempts=5),
+    Activity.CHECK_MODULES: ActivityPolicy(_MINUTE, max_attempts=5),
     Activity.REHEARSE_MIGRATION: ActivityPolicy(
         timedelta(hours=3), heartbeat=_ALIVE, max_attempts=3
     ),

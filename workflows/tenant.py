@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         ImageChangeResult,
         MigrationRequest,
         MigrationResult,
+        ModuleCheck,
+        ModuleCheckResult,
         ModuleUpdateRequest,
         ModuleUpdateResult,
         PublishedEvidence,
@@ -74,6 +76,9 @@ with workflow.unsafe.imports_passed_through():
 
 class StepFailed(Exception):
     """A deployment step failed or was aborted; compensation follows."""
+
+
+CHECK_MODULES_PATCH = "check-modules-installed"
 
 
 @workflow.defn
@@ -122,6 +127,17 @@ class TenantRollout:
         task = TenantTask(order.release_id, tenant)
         await self._lock()
         try:
+            # Odoo skips a module that is not installed and still succeeds: refuse it now,
+            # before anything is backed up or deployed (patched: histories without it replay)
+            if order.modules and workflow.patched(CHECK_MODULES_PATCH):
+                checked: ModuleCheckResult = await self.call(
+                    Activity.CHECK_MODULES,
+                    ModuleCheck(order.release_id, tenant, order.modules),
+                    ModuleCheckResult,
+                )
+                self.record(
+                    "modules_checked", {"tenant": tenant.name, "versions": checked.versions}
+                )
             # database and filestore live on different systems: back them up side by side
             backup: DatabaseBackup
             files: FilestoreBackup

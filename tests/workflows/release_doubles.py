@@ -30,6 +30,8 @@ from workflows.contracts import (
     ImageChangeResult,
     MigrationRequest,
     MigrationResult,
+    ModuleCheck,
+    ModuleCheckResult,
     ModuleUpdateRequest,
     ModuleUpdateResult,
     Notification,
@@ -77,6 +79,7 @@ class Doubles:
     notify_fails: bool = False
     work_item_state: str = "Approved"
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
+    not_installed: set[str] = field(default_factory=set)  # tenants missing the release's modules
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
@@ -117,6 +120,7 @@ class Doubles:
             self.backup_database,
             self.verify_backup,
             self.finance_snapshot,
+            self.check_modules,
             self.rehearse_migration,
             self.migrate_database,
             self.entries_since_backup,
@@ -219,6 +223,19 @@ class Doubles:
     async def finance_snapshot(self, task: TenantTask) -> FinanceSnapshot:
         self._log(Activity.FINANCE_SNAPSHOT, task.tenant.name)
         return _snapshot(task.tenant.name)
+
+    @activity.defn(name=Activity.CHECK_MODULES)
+    async def check_modules(self, check: ModuleCheck) -> ModuleCheckResult:
+        name = check.tenant.name
+        self._log(Activity.CHECK_MODULES, name)
+        if name in self.not_installed:
+            raise ApplicationError(
+                f"tenant {name} cannot update modules that are not installed: "
+                f"{', '.join(f'{m} (uninstalled)' for m in check.modules)}",
+                type=ErrorType.INVALID_RELEASE,
+                non_retryable=True,
+            )
+        return ModuleCheckResult(name, {m: "18.0.1.0" for m in check.modules})
 
     @activity.defn(name=Activity.REHEARSE_MIGRATION)
     async def rehearse_migration(self, request: RehearsalRequest) -> RehearsalResult:
