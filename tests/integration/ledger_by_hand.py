@@ -7,6 +7,9 @@ from decimal import Decimal
 
 import psycopg
 
+# SQL for the code of account `a` as the company of line `l` sees it (root company = itself).
+ACCOUNT_CODE = {"17.0": "a.code", "18.0": "a.code_store ->> l.company_id::text"}
+
 
 def hand_trial_balance(dsn: str, version: str) -> dict[tuple[int, str], tuple[str, str, str]]:
     """Posted lines summed in Python from raw rows: (company, code) -> (debit, credit, balance)."""

@@ -30,9 +30,9 @@ def databases_like(admin_dsn: str, pattern: str) -> list[str]:
         return [row[0] for row in rows]
 
 
-@pytest.fixture
-async def request_after_backup(postgres, pg_database) -> BackupRequest:
-    seed_odoo_database(pg_database.dsn, entries=120, seed=2)
+@pytest.fixture(params=["17.0", "18.0"])
+async def request_after_backup(postgres, pg_database, request) -> BackupRequest:
+    seed_odoo_database(pg_database.dsn, entries=120, seed=2, version=request.param)
     task = TenantTask(release_id=RELEASE, tenant=tenant_on(pg_database.name))
     backup = await ActivityEnvironment().run(postgres.backup_database, task)
     return BackupRequest(release_id=RELEASE, tenant=task.tenant, backup=backup)
