@@ -18,6 +18,7 @@ from workflows.contracts import (
     Activity,
     BackupRequest,
     BackupVerification,
+    CompanyLedger,
     DatabaseBackup,
     DatabaseRestore,
     DeploymentState,
@@ -60,7 +61,10 @@ OLD_IMAGE = "acr.example.io/odoo@sha256:" + "0" * 64
 
 
 def _snapshot(tenant: str) -> FinanceSnapshot:
-    return FinanceSnapshot(tenant, "tb" * 32, [], "100.00", "100.00", 10, [], [], 42)
+    company = CompanyLedger(1, "Demo", "EUR", 2, 10, "0.00", [], 0, [], 0, [], 3, "ab" * 32)
+    return FinanceSnapshot(
+        tenant, "tb" * 32, [], "100.00", "100.00", 10, [], [], 42, "18.0", [company]
+    )
 
 
 @dataclass
