@@ -76,6 +76,10 @@ CONTAINER_SETTINGS = (
     "workingDir",
 )
 
+# Waiting reasons of a container whose image will not come: ErrImagePull alone may be a
+# registry hiccup the kubelet retries, ImagePullBackOff means it already failed and backs off.
+UNPULLABLE = ("ImagePullBackOff", "InvalidImageName")
+
 log = structlog.get_logger(__name__)
 
 
@@ -290,6 +294,8 @@ class KubernetesActivities:
             activity.heartbeat(
                 {"poll": polls, "job": name, "active": job["status"].get("active", 0)}
             )
+            if not finished:
+                await self._refuse_unpullable_image(tenant, name)
             if "Complete" in finished:
                 tail = await self._log_tail(tenant, name)
                 _logger(release_id, tenant).info("module update succeeded", job=name)
@@ -308,6 +314,27 @@ class KubernetesActivities:
                     non_retryable=True,
                 )
             await asyncio.sleep(self._poll_seconds)
+
+    async def _refuse_unpullable_image(self, tenant: Tenant, job: str) -> None:
+        """A pod that cannot get its image would wait for the Job's whole deadline: fail now."""
+        pods = await self._call(
+            f"list pods of Job {tenant.namespace}/{job}",
+            self._core.list_namespaced_pod,
+            tenant.namespace,
+            label_selector=f"job-name={job}",
+        )
+        for pod in pods.get("items") or []:
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                waiting = (status.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in UNPULLABLE:
+                    raise ApplicationError(
+                        f"module update Job {tenant.namespace}/{job} of tenant {tenant.name} "
+                        f"cannot start: image {status.get('image')} {waiting['reason']} "
+                        f"({waiting.get('message', '')}); check the image name and the "
+                        "registry credentials (imagePullSecrets)",
+                        type=ErrorType.MODULE_UPDATE_FAILED,
+                        non_retryable=True,
+                    )
 
     async def _log_tail(self, tenant: Tenant, job: str) -> str:
         pods = await self._call(

@@ -206,6 +206,19 @@ async def test_module_update_uses_the_inventory_command_when_given(env, activiti
     assert "command" not in container
 
 
+async def test_module_update_with_an_image_that_cannot_be_pulled_fails_fast(
+    env, activities, tenant, k8s
+):
+    k8s.set_mode("job", tenant.namespace, "*", RolloutMode.image_pull_fails())
+    missing = "registry.example.com/odoo:does-not-exist"
+    with pytest.raises(ApplicationError) as failure:
+        await env.run(
+            activities.run_module_update, ModuleUpdateRequest(RELEASE, tenant, missing, ["account"])
+        )
+    assert failure.value.type == ErrorType.MODULE_UPDATE_FAILED and failure.value.non_retryable
+    assert f"image {missing} ImagePullBackOff" in failure.value.message
+
+
 async def test_failed_module_update_is_non_retryable_and_carries_the_log_tail(
     env, activities, tenant, k8s
 ):
