@@ -101,8 +101,17 @@ class SmokeActivities:
         )
         return SmokeReport(tenant=request.tenant.name, passed=passed, checks=results)
 
+    @activity.defn(name=Activity.CHECK_SMOKE_USER)
+    async def check_smoke_user(self, request: SmokeRequest) -> SmokeReport:
+        """At preparation, before anything changes: the smoke user can log in and read what
+        the checks read — every company of the snapshot and the scheduled actions. A user
+        lacking a right would otherwise fail the smoke test after deploying and roll back."""
+        return await self.run_smoke_checks(
+            SmokeRequest(request.release_id, request.tenant, ["login", "rights"], request.snapshot)
+        )
+
     def _credentials(self, request: SmokeRequest) -> tuple[str, str] | None:
-        if not {"login", "trial_balance", "cron"} & set(request.checks):
+        if not {"login", "trial_balance", "cron", "rights"} & set(request.checks):
             return None
         user_var, password_var = credential_variables(request.tenant.name)
         user, password = self.environ.get(user_var), self.environ.get(password_var)
@@ -318,6 +327,40 @@ async def check_cron(session: OdooSession, request: SmokeRequest, settings: Smok
     return f"{len(jobs)} active scheduled actions, none overdue or failing"
 
 
+async def check_rights(session: OdooSession, request: SmokeRequest, settings: SmokeSettings) -> str:
+    """Each right the smoke checks need, named when missing (README: the smoke user)."""
+    missing = []
+    companies = request.snapshot.companies if request.snapshot else []
+    for company in companies:
+        try:  # the trial balance is read company by company (allowed_company_ids)
+            await session.call_kw(
+                "account.move.line",
+                "read_group",
+                {
+                    "domain": [["parent_state", "=", "posted"]],
+                    "fields": ["balance:sum"],
+                    "groupby": ["account_id"],
+                    "lazy": False,
+                    "context": {"allowed_company_ids": [company.id]},
+                },
+            )
+        except SmokeFailed as refused:
+            missing.append(
+                f"journal items of company {company.name} (id {company.id}): give the user "
+                f"that company and accounting read access ({refused})"
+            )
+    try:  # ir.cron is readable by Settings administrators only (base ir.model.access.csv)
+        await session.call_kw("ir.cron", "fields_get", {"allfields": ["name"]})
+        await session.call_kw("ir.cron", "search_read", {"domain": [], "fields": ["name"]})
+    except SmokeFailed as refused:
+        missing.append(
+            f"scheduled actions (ir.cron): make the user a Settings administrator ({refused})"
+        )
+    if missing:
+        raise SmokeFailed("the smoke user cannot read " + "; ".join(missing))
+    return f"the smoke user reads {len(companies)} companies' journal items and ir.cron"
+
+
 def _duration(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m"
@@ -328,4 +371,5 @@ CHECKS: dict[str, Callable[[OdooSession, SmokeRequest, SmokeSettings], Awaitable
     "login": check_login,
     "trial_balance": check_trial_balance,
     "cron": check_cron,
+    "rights": check_rights,
 }

@@ -23,9 +23,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.azure_storage import azurite_connection_string, blob_service_from_connection_string
-from devstack.paths import venv_binary
+from devstack.paths import state_dir, venv_binary
 from devstack.ports import free_port
-from devstack.paths import state_dir
 from devstack.services import SEARCH_ATTRIBUTES, ensure_postgres
 from devstack.services import azurite as azurite_process
 

@@ -279,7 +279,13 @@ def smoke_worker(
 
     smoke = SmokeActivities(environ=environ)
     worker = _activity_worker(
-        client, "smoke", SMOKE_QUEUE, [smoke.run_smoke_checks], environ, prefix, grace
+        client,
+        "smoke",
+        SMOKE_QUEUE,
+        [smoke.run_smoke_checks, smoke.check_smoke_user],
+        environ,
+        prefix,
+        grace,
     )
     return QueueWorker("smoke", worker)
 

@@ -27,6 +27,7 @@ Signatures (one typed input, one typed output):
     wait_for_rollout(RolloutWait) -> RolloutStatus
     restore_running_state(StateRestore) -> RolloutStatus
     run_smoke_checks(SmokeRequest) -> SmokeReport
+    check_smoke_user(SmokeRequest) -> SmokeReport
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Activity:
     RESTORE_RUNNING_STATE = "restore_running_state"
     # finrelease-smoke
     RUN_SMOKE_CHECKS = "run_smoke_checks"
+    CHECK_SMOKE_USER = "check_smoke_user"
 
 
 QUEUE_OF: dict[str, str] = {
@@ -95,6 +97,7 @@ QUEUE_OF: dict[str, str] = {
     Activity.WAIT_FOR_ROLLOUT: K8S_QUEUE,
     Activity.RESTORE_RUNNING_STATE: K8S_QUEUE,
     Activity.RUN_SMOKE_CHECKS: SMOKE_QUEUE,
+    Activity.CHECK_SMOKE_USER: SMOKE_QUEUE,
 }
 
 

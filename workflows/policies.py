@@ -75,6 +75,7 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.WAIT_FOR_ROLLOUT: ActivityPolicy(30 * _MINUTE, heartbeat=_ALIVE, max_attempts=3),
     Activity.RESTORE_RUNNING_STATE: ActivityPolicy(10 * _MINUTE, heartbeat=_ALIVE, max_attempts=10),
     Activity.RUN_SMOKE_CHECKS: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
+    Activity.CHECK_SMOKE_USER: ActivityPolicy(10 * _MINUTE, heartbeat=_MINUTE, max_attempts=3),
     REQUEST_TENANT_LOCK: _SHORT,
     LOCK_HOLDER_RUNNING: ActivityPolicy(timedelta(seconds=30), max_interval=_MINUTE),
 }

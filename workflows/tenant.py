@@ -79,6 +79,7 @@ class StepFailed(Exception):
 
 
 CHECK_MODULES_PATCH = "check-modules-installed"
+CHECK_SMOKE_USER_PATCH = "check-smoke-user-rights"
 
 
 @workflow.defn
@@ -166,6 +167,21 @@ class TenantRollout:
             )
             self._package.snapshot = snapshot
             self.record("finance_snapshot", _snapshot_entry(snapshot))
+            # a smoke user lacking a right would fail the smoke test after deploying and
+            # trigger a rollback: find out now, while nothing has changed
+            logs_in = {"login", "trial_balance", "cron"} & set(order.smoke)
+            if logs_in and workflow.patched(CHECK_SMOKE_USER_PATCH):
+                rights: SmokeReport = await self.call(
+                    Activity.CHECK_SMOKE_USER,
+                    SmokeRequest(order.release_id, tenant, [], snapshot),
+                    SmokeReport,
+                )
+                self.record("smoke_user_checked", _smoke_entry(rights))
+                if not rights.passed:
+                    why = "; ".join(c.detail for c in rights.checks if not c.passed)
+                    return self._unprepared(
+                        f"smoke user of {tenant.name} cannot run the smoke checks: {why}", backup
+                    )
             self._package.state = state
             self.record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
             seconds = 0.0

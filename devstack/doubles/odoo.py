@@ -51,6 +51,7 @@ class OdooTenantDouble:
     login: str = "smoke"
     password: str = "smoke"
     company_ids: tuple[int, ...] = (1,)  # companies the user may access, main one first
+    settings_admin: bool = True  # base.group_system: the only group that may read ir.cron
 
 
 class OdooError(Exception):
@@ -121,6 +122,12 @@ class OdooDouble(HttpDouble):
         kwargs = params.get("kwargs", {})
         if model == "account.move.line" and method == "read_group":
             return await self._read_group_by_account(tenant, kwargs)
+        if model == "ir.cron" and not tenant.settings_admin:
+            # odoo/addons/base/security/ir.model.access.csv: ir_cron for group_system only
+            raise OdooError(
+                "odoo.exceptions.AccessError",
+                "You are not allowed to access 'Scheduled Actions' (ir.cron) records.",
+            )
         if model == "ir.cron" and method == "search_read":
             return await self._search_read_cron(tenant, kwargs)
         if model == "ir.cron" and method == "fields_get":

@@ -131,6 +131,28 @@ async def test_smoke_user_without_every_company_fails_trial_balance(smoke, tenan
     assert "Access to unauthorized or invalid companies" in report.checks[0].detail
 
 
+async def test_smoke_user_rights_are_checked_by_name_before_deploying(smoke, tenant, tenant_db):
+    snapshot = await snapshot_of(tenant_db.dsn)
+    ok = await ActivityEnvironment().run(
+        smoke.check_smoke_user, SmokeRequest("FIN-1", tenant, [], snapshot)
+    )
+    limited = OdooTenantDouble(
+        tenant_db.dsn, "smoke", "s3cret", company_ids=(1,), settings_admin=False
+    )
+    async with OdooDouble({"acme-de": limited}) as double:
+        request = SmokeRequest(
+            "FIN-1", replace(tenant, url=double.tenant_url("acme-de")), [], snapshot
+        )
+        refused = await ActivityEnvironment().run(smoke.check_smoke_user, request)
+    assert ok.passed, ok
+    assert [c.name for c in ok.checks] == ["login", "rights"]
+    assert not refused.passed and refused.checks[0].passed
+    detail = refused.checks[1].detail
+    assert "journal items of company FinRelease Japan K.K. (id 2)" in detail
+    assert "FinRelease Demo Company" not in detail
+    assert "scheduled actions (ir.cron): make the user a Settings administrator" in detail
+
+
 async def test_failing_cron_fails_the_cron_check_on_odoo_18(smoke, tenant, tenant_db, odoo_version):
     if odoo_version == "17.0":
         pytest.skip("ir.cron has no failure_count before Odoo 18")

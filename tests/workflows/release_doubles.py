@@ -84,6 +84,7 @@ class Doubles:
     work_item_state: str = "Approved"
     smoke_delay: float = 0.0  # real seconds, so overlapping rollouts would show
     not_installed: set[str] = field(default_factory=set)  # tenants missing the release's modules
+    smoke_user_lacks: set[str] = field(default_factory=set)  # tenants whose smoke user lacks rights
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
@@ -125,6 +126,7 @@ class Doubles:
             self.verify_backup,
             self.finance_snapshot,
             self.check_modules,
+            self.check_smoke_user,
             self.rehearse_migration,
             self.migrate_database,
             self.entries_since_backup,
@@ -332,6 +334,14 @@ class Doubles:
         return RolloutStatus(name, list(restore.tenant.deployments.values()))
 
     # --- smoke --------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.CHECK_SMOKE_USER)
+    async def check_smoke_user(self, request: SmokeRequest) -> SmokeReport:
+        name = request.tenant.name
+        self._log(Activity.CHECK_SMOKE_USER, name)
+        passed = name not in self.smoke_user_lacks
+        detail = "" if passed else "the smoke user cannot read scheduled actions (ir.cron)"
+        return SmokeReport(name, passed, [SmokeCheckResult("rights", passed, 0.1, detail)])
 
     @activity.defn(name=Activity.RUN_SMOKE_CHECKS)
     async def run_smoke_checks(self, request: SmokeRequest) -> SmokeReport:
