@@ -77,6 +77,10 @@ CONTAINER_SETTINGS = (
     "workingDir",
 )
 
+# Waiting reasons of a container whose image will not come: ErrImagePull alone may be a
+# registry hiccup the kubelet retries, ImagePullBackOff means it already failed and backs off.
+UNPULLABLE = ("ImagePullBackOff", "InvalidImageName")
+
 log = structlog.get_logger(__name__)
 
 
@@ -90,6 +94,7 @@ class KubernetesActivities:
         request_timeout: float = 15.0,
         poll_seconds: float = 2.0,
         job_ttl_seconds: int = 7 * 24 * 3600,
+        module_update_deadline_seconds: int = 4 * 3600,
     ) -> None:
         self._api_client = api_client
         self._apps = client.AppsV1Api(api_client)
@@ -98,6 +103,12 @@ class KubernetesActivities:
         self._request_timeout = request_timeout
         self._poll_seconds = poll_seconds
         self._job_ttl_seconds = job_ttl_seconds
+        if module_update_deadline_seconds <= 0:
+            raise ValueError(
+                "module_update_deadline_seconds: expected a positive number of seconds, "
+                f"got {module_update_deadline_seconds}"
+            )
+        self._update_deadline_seconds = module_update_deadline_seconds
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> KubernetesActivities:
@@ -287,6 +298,8 @@ class KubernetesActivities:
             activity.heartbeat(
                 {"poll": polls, "job": name, "active": job["status"].get("active", 0)}
             )
+            if not finished:
+                await self._refuse_unpullable_image(tenant, name)
             if "Complete" in finished:
                 tail = await self._log_tail(tenant, name)
                 _logger(release_id, tenant).info("module update succeeded", job=name)
@@ -305,6 +318,27 @@ class KubernetesActivities:
                     non_retryable=True,
                 )
             await asyncio.sleep(self._poll_seconds)
+
+    async def _refuse_unpullable_image(self, tenant: Tenant, job: str) -> None:
+        """A pod that cannot get its image would wait for the Job's whole deadline: fail now."""
+        pods = await self._call(
+            f"list pods of Job {tenant.namespace}/{job}",
+            self._core.list_namespaced_pod,
+            tenant.namespace,
+            label_selector=f"job-name={job}",
+        )
+        for pod in pods.get("items") or []:
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                waiting = (status.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in UNPULLABLE:
+                    raise ApplicationError(
+                        f"module update Job {tenant.namespace}/{job} of tenant {tenant.name} "
+                        f"cannot start: image {status.get('image')} {waiting['reason']} "
+                        f"({waiting.get('message', '')}); check the image name and the "
+                        "registry credentials (imagePullSecrets)",
+                        type=ErrorType.MODULE_UPDATE_FAILED,
+                        non_retryable=True,
+                    )
 
     async def _log_tail(self, tenant: Tenant, job: str) -> str:
         pods = await self._call(
@@ -339,11 +373,14 @@ class KubernetesActivities:
             (c for c in pod_spec.get("containers", []) if c["name"] == tenant.container), {}
         )
         container = {key: source[key] for key in CONTAINER_SETTINGS if key in source}
+        # No `command`: the image's entrypoint runs first and, on the official image
+        # (odoo/docker 18.0/entrypoint.sh), turns `odoo ...` arguments into `exec odoo ...`
+        # with the database settings of the Deployment's env/ODOO_RC and waits for
+        # PostgreSQL (wait-for-psql.py). Overriding `command` would skip all of that.
         container.update(
             name=tenant.container,
             image=request.image,
-            args=[],
-            command=update_command(tenant, request.modules),
+            args=update_command(tenant, request.modules),
         )
         labels = {
             "app.kubernetes.io/managed-by": "finrelease",
@@ -358,6 +395,8 @@ class KubernetesActivities:
             "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {
                 "backoffLimit": 0,  # a failed module update is for a human, never retried blindly
+                # a hung update (a lock wait, an endless migration) fails instead of blocking
+                "activeDeadlineSeconds": self._update_deadline_seconds,
                 "ttlSecondsAfterFinished": self._job_ttl_seconds,
                 "template": {
                     "metadata": {"labels": labels, "annotations": annotations},
@@ -433,14 +472,15 @@ def module_update_job_name(release_id: str, tenant: str) -> str:
 
 
 def update_command(tenant: Tenant, modules: list[str]) -> list[str]:
-    """The inventory's `update_command` (placeholders `{database}`, `{modules}`), else
-    `odoo -d <db> -u <modules> --stop-after-init`."""
+    """The Job container's `args` (the image's entrypoint stays): the inventory's
+    `update_command` (placeholders `{database}`, `{modules}`), else
+    `odoo -u <modules> -d <db> --stop-after-init`."""
     joined = ",".join(modules)
     if tenant.update_command:
         return [
             part.format(database=tenant.database, modules=joined) for part in tenant.update_command
         ]
-    return ["odoo", "-d", tenant.database, "-u", joined, "--stop-after-init"]
+    return ["odoo", "-u", joined, "-d", tenant.database, "--stop-after-init"]
 
 
 def rollout_progress(deployment: dict[str, Any], tenant: Tenant) -> str | None:

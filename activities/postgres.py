@@ -39,6 +39,7 @@ from activities.finance_ledger import (
     pg_error,
     row_counts_and_max_move,
 )
+from activities.odoo_modules import check_module_names, installed_versions
 from activities.pg_server import (
     PgServer,
     ScratchDatabase,
@@ -69,6 +70,8 @@ from workflows.contracts import (
     MigrationRequest,
     MigrationResult,
     MigrationScript,
+    ModuleCheck,
+    ModuleCheckResult,
     RehearsalRequest,
     RehearsalResult,
     RestorePoint,
@@ -258,6 +261,15 @@ class PostgresActivities:
         """Trial balance and ledger invariants of the tenant database, now."""
         server = self._server(task.tenant)
         return await finance_snapshot_of(server.dsn(task.tenant.database), task.tenant.name)
+
+    @activity.defn(name="check_modules")
+    async def check_modules(self, check: ModuleCheck) -> ModuleCheckResult:
+        """The release's modules are installed on the tenant (else InvalidRelease)."""
+        check_module_names(check.tenant.name, check.modules)
+        server = self._server(check.tenant)
+        async with await server.connect(check.tenant.database) as conn:
+            versions = await installed_versions(conn, check.tenant.name, check.modules)
+        return ModuleCheckResult(tenant=check.tenant.name, versions=versions)
 
     @activity.defn(name="rehearse_migration")
     async def rehearse_migration(self, request: RehearsalRequest) -> RehearsalResult:

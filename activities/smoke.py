@@ -1,9 +1,9 @@
 """Business smoke checks against a tenant's Odoo, over HTTP and JSON-RPC like a user would.
 
 Checks: `health` (`/web/health`), `login` (JSON-RPC authenticate as the tenant's smoke
-user), `trial_balance` (posted journal items grouped by account, compared with the
-finance snapshot taken before the release) and `cron` (no active scheduled action overdue
-beyond a threshold). A failed check is a result, not an exception: the workflow decides
+user), `trial_balance` (posted journal items grouped by account, company by company, compared with
+the finance snapshot taken before the release) and `cron` (no active scheduled action overdue
+beyond a threshold, and on Odoo 18 none failing). A failed check is a result, not an exception: the workflow decides
 what a failed smoke test means. Connection errors are retried a few times; a failed
 assertion is not.
 """
@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from governance.inventory import Tenant
 from workflows.contracts import (
     Activity,
+    CompanyLedger,
     ErrorType,
     FinanceSnapshot,
     SmokeCheckResult,
@@ -36,8 +37,6 @@ from workflows.contracts import (
 )
 
 log = structlog.get_logger(__name__)
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,17 @@ class SmokeActivities:
         )
         return SmokeReport(tenant=request.tenant.name, passed=passed, checks=results)
 
+    @activity.defn(name=Activity.CHECK_SMOKE_USER)
+    async def check_smoke_user(self, request: SmokeRequest) -> SmokeReport:
+        """At preparation, before anything changes: the smoke user can log in and read what
+        the checks read — every company of the snapshot and the scheduled actions. A user
+        lacking a right would otherwise fail the smoke test after deploying and roll back."""
+        return await self.run_smoke_checks(
+            SmokeRequest(request.release_id, request.tenant, ["login", "rights"], request.snapshot)
+        )
+
     def _credentials(self, request: SmokeRequest) -> tuple[str, str] | None:
-        if not {"login", "trial_balance", "cron"} & set(request.checks):
+        if not {"login", "trial_balance", "cron", "rights"} & set(request.checks):
             return None
         user_var, password_var = credential_variables(request.tenant.name)
         user, password = self.environ.get(user_var), self.environ.get(password_var)
@@ -220,36 +228,53 @@ async def check_trial_balance(
 ) -> str:
     if request.snapshot is None:
         raise SmokeFailed("no finance snapshot to compare the trial balance with")
-    groups = await session.call_kw(
-        "account.move.line",
-        "read_group",
-        {
+    snapshot = request.snapshot
+    differences: list[str] = []
+    # One company at a time: without `allowed_company_ids` Odoo reads every company of the
+    # user at once, and two companies' accounts of one code would fold into one line.
+    companies: list[CompanyLedger | None] = [*snapshot.companies] or [None]
+    for company in companies:
+        kwargs: dict[str, Any] = {
             "domain": [["parent_state", "=", "posted"]],
             "fields": ["debit:sum", "credit:sum", "balance:sum"],
             "groupby": ["account_id"],
             "lazy": False,
-        },
-    )
-    differences = trial_balance_differences(request.snapshot, groups)
+        }
+        if company is not None:
+            kwargs["context"] = {"allowed_company_ids": [company.id]}
+        groups = await session.call_kw("account.move.line", "read_group", kwargs)
+        differences += trial_balance_differences(snapshot, groups, company)
     if differences:
         raise SmokeFailed(
             f"trial balance differs from the snapshot on {len(differences)} account(s): "
             + "; ".join(differences)
         )
-    return f"trial balance matches the snapshot on {len(request.snapshot.accounts)} accounts"
+    return f"trial balance matches the snapshot on {len(snapshot.accounts)} accounts"
 
 
-def trial_balance_differences(snapshot: FinanceSnapshot, groups: list[dict[str, Any]]) -> list[str]:
-    """`<code>: debit <before> -> <now>, ...` for every account whose sums changed."""
-    now: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+def trial_balance_differences(
+    snapshot: FinanceSnapshot, groups: list[dict[str, Any]], company: CompanyLedger | None = None
+) -> list[str]:
+    """`<code>: debit <before> -> <now>, ...` for every account of `company` whose sums changed.
+
+    Amounts compare at the company currency's decimal places (2 for a snapshot without
+    companies); with several companies each line names its company.
+    """
+    unit = Decimal(1).scaleb(-(company.decimal_places if company else 2))
+    now: dict[str, tuple[Decimal, ...]] = {}
     for group in groups:
         # Odoo's display name of an account is "<code> <name>".
         code = str(group["account_id"][1]).split(" ", 1)[0] if group.get("account_id") else ""
-        now[code] = tuple(_cents(group.get(key, 0)) for key in ("debit", "credit", "balance"))  # type: ignore[assignment]
+        now[code] = tuple(
+            _rounded(group.get(key, 0), unit) for key in ("debit", "credit", "balance")
+        )
     before = {
-        a.account: (_cents(a.debit), _cents(a.credit), _cents(a.balance)) for a in snapshot.accounts
+        a.account: tuple(_rounded(v, unit) for v in (a.debit, a.credit, a.balance))
+        for a in snapshot.accounts
+        if company is None or a.company == company.id
     }
-    zero = (Decimal(0).quantize(CENT),) * 3
+    where = f"{company.name} " if company and len(snapshot.companies) > 1 else ""
+    zero = (Decimal(0).quantize(unit),) * 3
     differences = []
     for code in sorted(set(before) | set(now)):
         old, new = before.get(code, zero), now.get(code, zero)
@@ -259,37 +284,81 @@ def trial_balance_differences(snapshot: FinanceSnapshot, groups: list[dict[str, 
                 for label, a, b in zip(("debit", "credit", "balance"), old, new, strict=True)
                 if a != b
             ]
-            differences.append(f"{code}: {', '.join(changed)}")
+            differences.append(f"{where}{code}: {', '.join(changed)}")
     return differences
 
 
-def _cents(value: Any) -> Decimal:
+def _rounded(value: Any, unit: Decimal) -> Decimal:
     # Odoo answers floats; str() first so 0.1 stays 0.1 and not its binary expansion.
-    return Decimal(str(value or 0)).quantize(CENT)
+    return Decimal(str(value or 0)).quantize(unit)
 
 
 async def check_cron(session: OdooSession, request: SmokeRequest, settings: SmokeSettings) -> str:
+    """Active jobs overdue, or (Odoo 18) failing: a failing job still advances `nextcall`."""
+    # 18 counts consecutive failures (odoo/addons/base/models/ir_cron.py `failure_count`,
+    # reset on success); 17 has no such field and asking for it is an error.
+    known = await session.call_kw(
+        "ir.cron", "fields_get", {"allfields": ["failure_count"], "attributes": ["type"]}
+    )
+    fields = ["name", "nextcall", "interval_number", "interval_type"]
+    if "failure_count" in known:
+        fields += ["failure_count", "first_failure_date"]
     jobs = await session.call_kw(
-        "ir.cron",
-        "search_read",
-        {
-            "domain": [["active", "=", True]],
-            "fields": ["name", "nextcall", "interval_number", "interval_type"],
-        },
+        "ir.cron", "search_read", {"domain": [["active", "=", True]], "fields": fields}
     )
     now = datetime.now(UTC).replace(tzinfo=None)  # Odoo stores nextcall as naive UTC
-    overdue = []
+    problems = []
     for job in jobs:
-        nextcall = datetime.strptime(job["nextcall"], "%Y-%m-%d %H:%M:%S")
-        late = now - nextcall
+        late = now - datetime.strptime(job["nextcall"], "%Y-%m-%d %H:%M:%S")
         if late > settings.cron_overdue_after:
-            overdue.append(f"{job['name']!r} (due {job['nextcall']} UTC, {_duration(late)} late)")
-    if overdue:
+            problems.append(
+                f"{job['name']!r} overdue (due {job['nextcall']} UTC, {_duration(late)} late)"
+            )
+        if job.get("failure_count"):
+            problems.append(
+                f"{job['name']!r} failing ({job['failure_count']} consecutive failure(s) since "
+                f"{job.get('first_failure_date') or 'an unknown time'} UTC)"
+            )
+    if problems:
         raise SmokeFailed(
-            f"{len(overdue)} scheduled action(s) overdue by more than "
-            f"{_duration(settings.cron_overdue_after)}: " + "; ".join(overdue)
+            f"{len(problems)} scheduled action problem(s) (overdue means more than "
+            f"{_duration(settings.cron_overdue_after)} late): " + "; ".join(problems)
         )
-    return f"{len(jobs)} active scheduled actions, none overdue"
+    return f"{len(jobs)} active scheduled actions, none overdue or failing"
+
+
+async def check_rights(session: OdooSession, request: SmokeRequest, settings: SmokeSettings) -> str:
+    """Each right the smoke checks need, named when missing (README: the smoke user)."""
+    missing = []
+    companies = request.snapshot.companies if request.snapshot else []
+    for company in companies:
+        try:  # the trial balance is read company by company (allowed_company_ids)
+            await session.call_kw(
+                "account.move.line",
+                "read_group",
+                {
+                    "domain": [["parent_state", "=", "posted"]],
+                    "fields": ["balance:sum"],
+                    "groupby": ["account_id"],
+                    "lazy": False,
+                    "context": {"allowed_company_ids": [company.id]},
+                },
+            )
+        except SmokeFailed as refused:
+            missing.append(
+                f"journal items of company {company.name} (id {company.id}): give the user "
+                f"that company and accounting read access ({refused})"
+            )
+    try:  # ir.cron is readable by Settings administrators only (base ir.model.access.csv)
+        await session.call_kw("ir.cron", "fields_get", {"allfields": ["name"]})
+        await session.call_kw("ir.cron", "search_read", {"domain": [], "fields": ["name"]})
+    except SmokeFailed as refused:
+        missing.append(
+            f"scheduled actions (ir.cron): make the user a Settings administrator ({refused})"
+        )
+    if missing:
+        raise SmokeFailed("the smoke user cannot read " + "; ".join(missing))
+    return f"the smoke user reads {len(companies)} companies' journal items and ir.cron"
 
 
 def _duration(delta: timedelta) -> str:
@@ -302,4 +371,5 @@ CHECKS: dict[str, Callable[[OdooSession, SmokeRequest, SmokeSettings], Awaitable
     "login": check_login,
     "trial_balance": check_trial_balance,
     "cron": check_cron,
+    "rights": check_rights,
 }

@@ -109,7 +109,19 @@ def seed_databases(admin_dsn: str, inventory: Inventory, entries: int) -> None:
             conn.execute(f'CREATE DATABASE "{tenant.database}"')
     for index, tenant in enumerate(inventory.tenants):
         dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=tenant.database)
-        seed_odoo_database(dsn, entries=entries, seed=index, attachments=8, filestore_prefix="")
+        seed_odoo_database(
+            dsn,
+            entries=entries,
+            seed=index,
+            attachments=8,
+            filestore_prefix="",
+            version=demo_version(index),
+        )
+
+
+def demo_version(index: int) -> str:
+    """A mixed fleet, as a real one is mid-upgrade: every second tenant runs Odoo 18."""
+    return "18.0" if index % 2 else "17.0"
 
 
 async def provision_containers(connection_string: str) -> None:

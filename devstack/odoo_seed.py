@@ -1,13 +1,15 @@
-"""An Odoo-shaped tenant database: the accounting core that finrelease's checks read.
+"""An Odoo-shaped tenant database (17.0 or 18.0): the accounting core finrelease reads.
 
-Creates the tables, columns and constraints of Odoo's `res_company`, `account_account`,
-`account_journal`, `account_move`, `account_move_line`, `ir_cron` and `ir_attachment`
-(the subset the finance checks query, with Odoo's names and types), then bulk-loads
-balanced journal entries with COPY. Tables are created in the loading transaction so
-COPY can use FREEZE, and keys/indexes are built after the load: a ~1 GB database seeds
-in minutes.
+Creates the tables of `devstack.odoo_schema` (Odoo's names and types for that version), then
+bulk-loads balanced journal entries with COPY. Tables are created in the loading transaction
+so COPY can use FREEZE, and keys/indexes are built after the load: a ~1 GB database seeds in
+minutes. What a real ledger holds and a naive reading gets wrong is seeded on purpose:
+cancelled and reset-to-draft vendor bills keeping their numbers, note and section lines
+without an account, a hash-protected sales journal, and (with `companies=2`) a second
+company in a 0-decimal currency — on 18 sharing the chart through `company_ids`, as Odoo 18
+allows for every account but bank and cash.
 
-    python -m devstack.odoo_seed --dsn postgresql://... --entries 100000
+    python -m devstack.odoo_seed --dsn postgresql://... --entries 100000 --version 18.0
 """
 
 from __future__ import annotations
@@ -15,120 +17,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
 
-SCHEMA = """
-CREATE TABLE res_company (
-    id serial NOT NULL,
-    name varchar NOT NULL,
-    currency_id integer,
-    create_date timestamp without time zone
-);
-CREATE TABLE account_account (
-    id serial NOT NULL,
-    code varchar(64) NOT NULL,
-    name varchar NOT NULL,
-    account_type varchar NOT NULL,
-    company_id integer NOT NULL,
-    reconcile boolean DEFAULT false
-);
-CREATE TABLE account_journal (
-    id serial NOT NULL,
-    code varchar(5) NOT NULL,
-    name varchar NOT NULL,
-    type varchar NOT NULL,
-    company_id integer NOT NULL
-);
-CREATE TABLE account_move (
-    id serial NOT NULL,
-    name varchar,
-    ref varchar,
-    journal_id integer NOT NULL,
-    company_id integer,
-    date date NOT NULL,
-    state varchar NOT NULL,
-    move_type varchar NOT NULL,
-    sequence_prefix varchar,
-    sequence_number integer,
-    create_date timestamp without time zone
-);
-CREATE TABLE account_move_line (
-    id serial NOT NULL,
-    move_id integer NOT NULL,
-    account_id integer,
-    company_id integer,
-    journal_id integer,
-    name varchar,
-    date date,
-    parent_state varchar,
-    debit numeric DEFAULT 0,
-    credit numeric DEFAULT 0,
-    balance numeric DEFAULT 0,
-    create_date timestamp without time zone
-);
-CREATE TABLE ir_cron (
-    id serial NOT NULL,
-    name varchar NOT NULL,
-    active boolean DEFAULT true,
-    nextcall timestamp without time zone NOT NULL,
-    interval_number integer,
-    interval_type varchar
-);
-CREATE TABLE ir_attachment (
-    id serial NOT NULL,
-    name varchar NOT NULL,
-    store_fname varchar,
-    file_size integer,
-    checksum varchar(40),
-    mimetype varchar,
-    res_model varchar,
-    res_id integer
-);
-"""
-
-# Built after the load: cheaper than maintaining them row by row during COPY.
-CONSTRAINTS = """
-ALTER TABLE res_company ADD PRIMARY KEY (id);
-ALTER TABLE account_account ADD PRIMARY KEY (id);
-ALTER TABLE account_journal ADD PRIMARY KEY (id);
-ALTER TABLE account_move ADD PRIMARY KEY (id);
-ALTER TABLE account_move_line ADD PRIMARY KEY (id);
-ALTER TABLE ir_cron ADD PRIMARY KEY (id);
-ALTER TABLE ir_attachment ADD PRIMARY KEY (id);
-ALTER TABLE account_account ADD CONSTRAINT account_account_company_id_fkey
-    FOREIGN KEY (company_id) REFERENCES res_company(id);
-ALTER TABLE account_account ADD CONSTRAINT account_account_code_company_uniq
-    UNIQUE (code, company_id);
-ALTER TABLE account_journal ADD CONSTRAINT account_journal_company_id_fkey
-    FOREIGN KEY (company_id) REFERENCES res_company(id);
-ALTER TABLE account_journal ADD CONSTRAINT account_journal_code_company_uniq
-    UNIQUE (company_id, code);
-ALTER TABLE account_move ADD CONSTRAINT account_move_journal_id_fkey
-    FOREIGN KEY (journal_id) REFERENCES account_journal(id);
-ALTER TABLE account_move_line ADD CONSTRAINT account_move_line_move_id_fkey
-    FOREIGN KEY (move_id) REFERENCES account_move(id) ON DELETE CASCADE;
-ALTER TABLE account_move_line ADD CONSTRAINT account_move_line_account_id_fkey
-    FOREIGN KEY (account_id) REFERENCES account_account(id);
-ALTER TABLE account_move_line ADD CONSTRAINT account_move_line_check_credit_debit
-    CHECK (credit * debit = 0);
-CREATE INDEX account_move_line_move_id_index ON account_move_line (move_id);
-CREATE INDEX account_move_sequence_index
-    ON account_move (journal_id, sequence_prefix, sequence_number);
-"""
-
-SEQUENCED = (
-    "res_company",
-    "account_account",
-    "account_journal",
-    "account_move",
-    "account_move_line",
-    "ir_cron",
-    "ir_attachment",
-)
+from devstack.odoo_schema import SEQUENCED, constraints, schema
 
 # (code, name, type): a small French/IFRS-flavoured chart of accounts.
 ACCOUNTS = [
@@ -199,6 +95,22 @@ GOODS = [
 ]
 
 
+# (id, name, symbol, rounding, decimal_places): the second has no minor unit, like JPY.
+CURRENCIES = [(1, "EUR", "€", "0.01", 2), (2, "JPY", "¥", "1", 0)]
+# (id, name, currency id)
+COMPANIES = [(1, "FinRelease Demo Company", 1), (2, "FinRelease Japan K.K.", 2)]
+# (name, state): `latest_version` is "<series>.<module version>", as Odoo records it.
+MODULES = [
+    ("base", "installed"),
+    ("account", "installed"),
+    ("mail", "installed"),
+    ("sale_management", "uninstalled"),
+]
+CANCELLED, RESET_TO_DRAFT = 0.02, 0.02  # shares of vendor bills, on top of 2% never-posted
+SECOND_COMPANY_SHARE = 0.3
+HASHED_JOURNAL = 0  # the sales journal is hash-protected (restrict_mode_hash_table)
+
+
 @dataclass
 class SeedSummary:
     entries: int
@@ -206,46 +118,135 @@ class SeedSummary:
     accounts: int
     journals: int
     max_move_id: int
+    version: str = "17.0"
+    companies: int = 1
+
+
+class Chart:
+    """Account ids per (company, chart position), shaped as the version stores them.
+
+    17: one account row per company and code. 18: one row per code shared by every company
+    (`code_store` maps each company to its code), except bank and cash accounts, which
+    Odoo 18 refuses to share (`_check_company_consistency` in account_account.py).
+    """
+
+    def __init__(self, version: str, companies: int) -> None:
+        self.version, self.companies = version, companies
+
+    def account(self, company: int, position: int) -> int:
+        size = len(ACCOUNTS)
+        if self.version == "17.0":
+            return position + size * (company - 1)
+        if company > 1 and ACCOUNTS[position - 1][2] == "asset_cash":
+            return size + 2 * (company - 2) + position
+        return position
+
+    def rows(self) -> list[str]:
+        rows = []
+        for company in range(1, self.companies + 1):
+            for position, (code, name, kind) in enumerate(ACCOUNTS, 1):
+                account_id = self.account(company, position)
+                label = json.dumps({"en_US": name})
+                reconcile = "t" if kind in RECONCILED else "f"
+                if self.version == "17.0":
+                    rows.append(f"{account_id}\t{code}\t{label}\t{kind}\t{company}\t{reconcile}\n")
+                elif account_id == position and company > 1:
+                    continue  # shared: written once, for every company, below
+                else:
+                    owners = self.owners(account_id)
+                    code_store = json.dumps({str(c): code for c in owners})
+                    rows.append(f"{account_id}\t{code_store}\t{label}\t{kind}\t{reconcile}\n")
+        return rows
+
+    def owners(self, account_id: int) -> list[int]:
+        return [
+            c
+            for c in range(1, self.companies + 1)
+            if account_id in {self.account(c, p) for p in range(1, len(ACCOUNTS) + 1)}
+        ]
+
+    def company_rel_rows(self) -> list[str]:
+        ids = sorted(
+            {
+                self.account(c, p)
+                for c in range(1, self.companies + 1)
+                for p in range(1, len(ACCOUNTS) + 1)
+            }
+        )
+        return [f"{a}\t{c}\n" for a in ids for c in self.owners(a)]
 
 
 def seed_odoo_database(
-    dsn: str, *, entries: int, seed: int = 0, attachments: int = 10, filestore_prefix: str = ""
+    dsn: str,
+    *,
+    entries: int,
+    seed: int = 0,
+    attachments: int = 10,
+    filestore_prefix: str = "",
+    version: str = "17.0",
+    companies: int = 1,
 ) -> SeedSummary:
-    """Create Odoo's accounting core in the (empty) database at `dsn` and fill it.
+    """Create Odoo `version`'s accounting core in the (empty) database at `dsn` and fill it.
 
-    `entries` journal entries (about 2% drafts, the rest posted, gap-free numbering per
-    journal and year), every one balanced; `attachments` `ir_attachment` rows whose
-    `store_fname` is `<filestore_prefix>/<sha1[:2]>/<sha1>` (Odoo's relative form when the
-    prefix is empty) and whose content is `attachment_files(seed, attachments)`.
-    Deterministic for a given `seed`.
+    `entries` journal entries, every one balanced: about 2% drafts never posted (named "/"),
+    2% of vendor bills cancelled and 2% reset to draft (both keep their number, as in Odoo),
+    the rest posted, numbered without gaps per journal and year. `companies` (1 or 2): the
+    second, in a 0-decimal currency, gets about 30% of the entries. `attachments`
+    `ir_attachment` rows whose `store_fname` is `<filestore_prefix>/<sha1[:2]>/<sha1>`
+    (Odoo's relative form when the prefix is empty) and whose content is
+    `attachment_files(seed, attachments)`. Deterministic for a given `seed`.
     """
+    if companies not in (1, 2):
+        raise ValueError(f"companies: expected 1 or 2, got {companies}")
+    ddl, keys = schema(version), constraints(version)
     rng = random.Random(seed)
     now = dt.datetime(2025, 1, 1, 12, 0, 0)
+    chart = Chart(version, companies)
     with psycopg.connect(dsn) as conn:
         conn.execute("SET synchronous_commit = off")
-        conn.execute(SCHEMA)
+        conn.execute(ddl)
         _copy(
             conn,
-            "res_company",
-            ["id", "name", "currency_id", "create_date"],
-            [f"1\tFinRelease Demo Company\t1\t{now}\n"],
-        )
-        _copy(
-            conn,
-            "account_account",
-            ["id", "code", "name", "account_type", "company_id", "reconcile"],
+            "ir_module_module",
+            ["id", "name", "state", "latest_version"],
             [
-                f"{i}\t{code}\t{name}\t{kind}\t1\t{'t' if kind in RECONCILED else 'f'}\n"
-                for i, (code, name, kind) in enumerate(ACCOUNTS, 1)
+                f"{i}\t{name}\t{state}\t{version}.1.3\n"
+                for i, (name, state) in enumerate(MODULES, 1)
             ],
         )
         _copy(
             conn,
+            "res_currency",
+            ["id", "name", "symbol", "rounding", "decimal_places", "active"],
+            [f"{i}\t{n}\t{s}\t{r}\t{p}\tt\n" for i, n, s, r, p in CURRENCIES],
+        )
+        _copy(
+            conn,
+            "res_company",
+            ["id", "name", "parent_path", "currency_id", "create_date"],
+            [f"{i}\t{n}\t{i}/\t{cur}\t{now}\n" for i, n, cur in COMPANIES[:companies]],
+        )
+        if version == "17.0":
+            columns = ["id", "code", "name", "account_type", "company_id", "reconcile"]
+        else:
+            columns = ["id", "code_store", "name", "account_type", "reconcile"]
+        _copy(conn, "account_account", columns, chart.rows())
+        if version == "18.0":
+            _copy(
+                conn,
+                "account_account_res_company_rel",
+                ["account_account_id", "res_company_id"],
+                chart.company_rel_rows(),
+            )
+        _copy(
+            conn,
             "account_journal",
-            ["id", "code", "name", "type", "company_id"],
+            ["id", "code", "name", "type", "company_id", "restrict_mode_hash_table"],
             [
-                f"{i}\t{code}\t{name}\t{kind}\t1\n"
-                for i, (code, name, kind, _, _) in enumerate(JOURNALS, 1)
+                f"{_journal_id(c, j)}\t{code}\t{json.dumps({'en_US': name})}\t{kind}\t{c}\t"
+                f"{'t' if j == HASHED_JOURNAL else 'f'}\n"
+                for c in range(1, companies + 1)
+                for j, (code, name, kind, _, _) in enumerate(JOURNALS)
             ],
         )
         # Cron jobs are scheduled from the real clock (like a live Odoo), so a freshly
@@ -263,7 +264,7 @@ def seed_odoo_database(
                 f"3\tCurrency: rate update\tf\t{next_run}\t1\tdays\n",
             ],
         )
-        lines = _copy_entries(conn, rng, entries, now)
+        lines = _copy_entries(conn, rng, entries, now, chart)
         _copy(
             conn,
             "ir_attachment",
@@ -279,7 +280,7 @@ def seed_odoo_database(
             ],
             _attachment_rows(seed, attachments, entries, filestore_prefix),
         )
-        conn.execute(CONSTRAINTS)
+        conn.execute(keys)
         for table in SEQUENCED:
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -290,10 +291,16 @@ def seed_odoo_database(
     return SeedSummary(
         entries=entries,
         lines=lines,
-        accounts=len(ACCOUNTS),
-        journals=len(JOURNALS),
+        accounts=len(chart.rows()),
+        journals=len(JOURNALS) * companies,
         max_move_id=entries,
+        version=version,
+        companies=companies,
     )
+
+
+def _journal_id(company: int, journal: int) -> int:
+    return journal + 1 + len(JOURNALS) * (company - 1)
 
 
 def attachment_files(seed: int, attachments: int) -> Iterator[tuple[str, bytes]]:
@@ -341,11 +348,15 @@ MOVE_COLUMNS = [
     "ref",
     "journal_id",
     "company_id",
+    "currency_id",
     "date",
     "state",
     "move_type",
     "sequence_prefix",
     "sequence_number",
+    "posted_before",
+    "inalterable_hash",
+    "secure_sequence_number",
     "create_date",
 ]
 LINE_COLUMNS = [
@@ -354,27 +365,31 @@ LINE_COLUMNS = [
     "account_id",
     "company_id",
     "journal_id",
+    "currency_id",
     "name",
+    "display_type",
     "date",
     "parent_state",
     "debit",
     "credit",
     "balance",
+    "amount_currency",
     "create_date",
 ]
 
 
 def _copy_entries(
-    conn: psycopg.Connection, rng: random.Random, entries: int, now: dt.datetime
+    conn: psycopg.Connection, rng: random.Random, entries: int, now: dt.datetime, chart: Chart
 ) -> int:
     """Moves first, then their lines (two COPYs, generated twice from the same seed)."""
     state = rng.getstate()
-    _copy(conn, "account_move", MOVE_COLUMNS, (move for move, _ in _entries(rng, entries, now)))
+    moves = (move for move, _ in _entries(rng, entries, now, chart))
+    _copy(conn, "account_move", MOVE_COLUMNS, moves)
     rng.setstate(state)
     counter = [0]
 
     def lines() -> Iterator[str]:
-        for _, move_lines in _entries(rng, entries, now):
+        for _, move_lines in _entries(rng, entries, now, chart):
             counter[0] += len(move_lines)
             yield from move_lines
 
@@ -382,49 +397,85 @@ def _copy_entries(
     return counter[0]
 
 
-def _entries(rng: random.Random, entries: int, now: dt.datetime) -> Iterator[tuple[str, list[str]]]:
+def _entries(
+    rng: random.Random, entries: int, now: dt.datetime, chart: Chart
+) -> Iterator[tuple[str, list[str]]]:
     """(move row, line rows) per entry; dates ascend with ids across two years."""
     # Random hex references keep the text from compressing to nothing (a real ledger doesn't).
     noise = rng.randbytes(1 << 20).hex()
     start = dt.date(2024, 1, 1).toordinal()
     span = 730
     sequence: dict[tuple[int, int], int] = {}
+    chain: dict[int, tuple[str, int]] = {}  # journal id -> (last inalterable hash, its number)
     line_id = 0
     created = str(now)
     for move_id in range(1, entries + 1):
         date = dt.date.fromordinal(start + (move_id - 1) * span // max(entries, 1))
         journal = rng.randrange(len(JOURNALS))
+        company = 2 if chart.companies > 1 and rng.random() < SECOND_COMPANY_SHARE else 1
+        currency, _, _, _, places = CURRENCIES[COMPANIES[company - 1][2] - 1]
         code, _, _, move_type, prefix = JOURNALS[journal]
-        journal_id = journal + 1
-        posted = rng.random() >= 0.02
+        journal_id = _journal_id(company, journal)
+        roll = rng.random()
         offset = (move_id * 24) % (len(noise) - 12)
         ref = noise[offset : offset + 12]
-        if posted:
+        sequence_prefix = f"{prefix}/{date.year}/"
+        posted_before, digest, secure = "f", "\\N", "\\N"
+        if roll < 0.02:  # a draft never posted has no number yet
+            number, name, state = 0, "/", "draft"
+        else:
             key = (journal_id, date.year)
             number = sequence[key] = sequence.get(key, 0) + 1
-            sequence_prefix = f"{prefix}/{date.year}/"
             name = f"{sequence_prefix}{number:05d}"
-            state = "posted"
-        else:
-            sequence_prefix, number, name, state = f"{prefix}/{date.year}/", 0, "/", "draft"
+            state, posted_before = "posted", "t"
+            if journal == 1 and roll < 0.02 + CANCELLED:
+                state = "cancel"  # button_cancel keeps the name (account_move.py)
+            elif journal == 1 and roll < 0.02 + CANCELLED + RESET_TO_DRAFT:
+                state = "draft"  # button_draft keeps name and number; posted_before stays
         partner = PARTNERS[rng.randrange(len(PARTNERS))]
         label = f"{partner} - {GOODS[rng.randrange(len(GOODS))]} - ref {ref}"
+        legs = _legs(rng, journal)
+        if state == "posted" and journal == HASHED_JOURNAL:
+            previous, count = chain.get(journal_id, ("", 0))
+            text = f"{previous}|{name}|{date}|" + "|".join(f"{a}:{d}:{c}" for a, d, c in legs)
+            digest, secure = hashlib.sha256(text.encode()).hexdigest(), str(count + 1)
+            chain[journal_id] = (digest, count + 1)
         move = (
-            f"{move_id}\t{name}\t{ref.upper()}\t{journal_id}\t1\t{date}\t{state}\t{move_type}\t"
-            f"{sequence_prefix}\t{number}\t{created}\n"
+            f"{move_id}\t{name}\t{ref.upper()}\t{journal_id}\t{company}\t{currency}\t{date}\t"
+            f"{state}\t{move_type}\t{sequence_prefix}\t{number}\t{posted_before}\t{digest}\t"
+            f"{secure}\t{created}\n"
         )
         rows = []
-        for account, debit, credit in _legs(rng, journal):
+        for position, debit, credit in legs:
             line_id += 1
+            account = chart.account(company, position)
+            kind = _display_type(position)
             rows.append(
-                f"{line_id}\t{move_id}\t{account}\t1\t{journal_id}\t{label}\t{date}\t{state}\t"
-                f"{_money(debit)}\t{_money(credit)}\t{_money(debit - credit)}\t{created}\n"
+                f"{line_id}\t{move_id}\t{account}\t{company}\t{journal_id}\t{currency}\t{label}\t"
+                f"{kind}\t{date}\t{state}\t{_money(debit, places)}\t{_money(credit, places)}\t"
+                f"{_money(debit - credit, places)}\t{_money(debit - credit, places)}\t{created}\n"
             )
+        if journal in (0, 1) and rng.random() < 0.1:  # invoice layout lines: no account, no amount
+            for kind in ("line_section", "line_note"):
+                line_id += 1
+                rows.append(
+                    f"{line_id}\t{move_id}\t\\N\t{company}\t{journal_id}\t{currency}\t"
+                    f"{kind.split('_')[1]}: {partner}\t{kind}\t{date}\t{state}\t0\t0\t0\t0\t"
+                    f"{created}\n"
+                )
         yield move, rows
 
 
+def _display_type(position: int) -> str:
+    if position in (RECEIVABLE, PAYABLE):
+        return "payment_term"
+    if position in (TAX_PAID, TAX_RECEIVED):
+        return "tax"
+    return "product"
+
+
 def _legs(rng: random.Random, journal: int) -> list[tuple[int, int, int]]:
-    """(account id, debit cents, credit cents) legs that sum to zero."""
+    """(chart position, debit, credit) legs in the currency's minor unit that sum to zero."""
     net = rng.randint(1_000, 2_500_000)
     tax = net * 20 // 100
     if journal == 0:  # customer invoice: receivable against income and tax
@@ -442,10 +493,13 @@ def _legs(rng: random.Random, journal: int) -> list[tuple[int, int, int]]:
     return [(EXPENSES[5], net, 0), (PAYABLE, 0, net)]  # miscellaneous: accrual
 
 
-def _money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
+def _money(units: int, places: int = 2) -> str:
+    """`units` of the minor unit as decimal text with `places` decimals."""
+    if places == 0:
+        return str(units)
+    sign = "-" if units < 0 else ""
+    units = abs(units)
+    return f"{sign}{units // 10**places}.{units % 10**places:0{places}d}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -459,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--attachments", type=int, default=10)
     parser.add_argument("--filestore-prefix", default="")
+    parser.add_argument("--version", default="17.0", choices=["17.0", "18.0"])
+    parser.add_argument("--companies", type=int, default=1, choices=[1, 2])
     args = parser.parse_args(argv)
     summary = seed_odoo_database(
         args.dsn,
@@ -466,9 +522,11 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         attachments=args.attachments,
         filestore_prefix=args.filestore_prefix,
+        version=args.version,
+        companies=args.companies,
     )
     print(
-        f"seeded {summary.entries} entries, {summary.lines} lines, {summary.accounts} accounts, "
+        f"seeded Odoo {summary.version}, {summary.companies} companies: {summary.entries} entries, {summary.lines} lines, {summary.accounts} accounts, "
         f"{summary.journals} journals; max account_move.id {summary.max_move_id}"
     )
 

@@ -11,11 +11,13 @@ import typer
 from starter import release_cli, trust_cli
 from starter.evidence_cli import evidence_app
 from starter.governance_cli import calendar_app, spec_app
+from starter.ledger_cli import ledger_app
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(ledger_app, name="ledger")
 release_cli.register(app)
 trust_cli.register(app)
 

@@ -205,6 +205,7 @@ def db_worker(
         pg.backup_database,
         pg.verify_backup,
         pg.finance_snapshot,
+        pg.check_modules,
         pg.rehearse_migration,
         pg.migrate_database,
         pg.entries_since_backup,
@@ -303,7 +304,13 @@ def smoke_worker(
 
     smoke = SmokeActivities(environ=environ)
     worker = _activity_worker(
-        client, "smoke", SMOKE_QUEUE, [smoke.run_smoke_checks], environ, prefix, grace
+        client,
+        "smoke",
+        SMOKE_QUEUE,
+        [smoke.run_smoke_checks, smoke.check_smoke_user],
+        environ,
+        prefix,
+        grace,
     )
     return QueueWorker("smoke", worker)
 

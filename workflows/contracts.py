@@ -15,6 +15,7 @@ Signatures (one typed input, one typed output):
     backup_database(TenantTask) -> DatabaseBackup
     verify_backup(BackupRequest) -> BackupVerification
     finance_snapshot(TenantTask) -> FinanceSnapshot
+    check_modules(ModuleCheck) -> ModuleCheckResult
     rehearse_migration(RehearsalRequest) -> RehearsalResult
     migrate_database(MigrationRequest) -> MigrationResult
     entries_since_backup(BackupRequest) -> EntriesSinceBackup
@@ -33,6 +34,7 @@ Signatures (one typed input, one typed output):
     wait_for_rollout(RolloutWait) -> RolloutStatus
     restore_running_state(StateRestore) -> RolloutStatus
     run_smoke_checks(SmokeRequest) -> SmokeReport
+    check_smoke_user(SmokeRequest) -> SmokeReport
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Activity:
     BACKUP_DATABASE = "backup_database"
     VERIFY_BACKUP = "verify_backup"
     FINANCE_SNAPSHOT = "finance_snapshot"
+    CHECK_MODULES = "check_modules"
     REHEARSE_MIGRATION = "rehearse_migration"
     MIGRATE_DATABASE = "migrate_database"
     ENTRIES_SINCE_BACKUP = "entries_since_backup"
@@ -83,6 +86,7 @@ class Activity:
     RESTORE_RUNNING_STATE = "restore_running_state"
     # finrelease-smoke
     RUN_SMOKE_CHECKS = "run_smoke_checks"
+    CHECK_SMOKE_USER = "check_smoke_user"
 
 
 QUEUE_OF: dict[str, str] = {
@@ -95,6 +99,7 @@ QUEUE_OF: dict[str, str] = {
     Activity.BACKUP_DATABASE: DB_QUEUE,
     Activity.VERIFY_BACKUP: DB_QUEUE,
     Activity.FINANCE_SNAPSHOT: DB_QUEUE,
+    Activity.CHECK_MODULES: DB_QUEUE,
     Activity.REHEARSE_MIGRATION: DB_QUEUE,
     Activity.MIGRATE_DATABASE: DB_QUEUE,
     Activity.ENTRIES_SINCE_BACKUP: DB_QUEUE,
@@ -113,6 +118,7 @@ QUEUE_OF: dict[str, str] = {
     Activity.WAIT_FOR_ROLLOUT: K8S_QUEUE,
     Activity.RESTORE_RUNNING_STATE: K8S_QUEUE,
     Activity.RUN_SMOKE_CHECKS: SMOKE_QUEUE,
+    Activity.CHECK_SMOKE_USER: SMOKE_QUEUE,
 }
 
 
@@ -133,6 +139,7 @@ class ErrorType:
     EVIDENCE_CONFLICT = "EvidenceConflict"
     NOT_FOUND = "NotFound"
     DATABASE_IN_USE = "DatabaseInUse"
+    UNSUPPORTED_ODOO = "UnsupportedOdooVersion"
 
 
 NON_RETRYABLE = [
@@ -149,6 +156,7 @@ NON_RETRYABLE = [
     ErrorType.TOOL_VERSION,
     ErrorType.EVIDENCE_CONFLICT,
     ErrorType.NOT_FOUND,
+    ErrorType.UNSUPPORTED_ODOO,
 ]
 
 # Failures that judge the tenant's own state: the step ran and found something wrong. Any
@@ -328,23 +336,45 @@ class BackupVerification:
 
 @dataclass
 class AccountBalance:
-    account: str  # account code
-    debit: str  # decimals as strings: exact, JSON-safe
+    account: str  # account code, as the company sees it
+    debit: str  # decimals as strings in company currency, at its decimal places: exact, JSON-safe
     credit: str
     balance: str
+    company: int = 0  # res_company.id (0: written before snapshots were per company)
+
+
+@dataclass
+class CompanyLedger:
+    """One company's ledger invariants, in its currency (`decimal_places` digits)."""
+
+    id: int
+    name: str
+    currency: str
+    decimal_places: int
+    posted_entries: int
+    balance_total: str  # sum of posted balances: "0" on a sound ledger
+    unbalanced_entries: list[str]  # entry names, Odoo's rounded test, all of them
+    numbering_gap_count: int
+    numbering_gaps: list[str]  # "<journal>: <before> -> <entry>", the first GAPS_LISTED
+    mismatched_line_count: int  # lines whose copied fields disagree with their entry
+    mismatched_lines: list[str]  # "<entry> line <id>: <fields>", the first few
+    hashed_entries: int  # entries of hash-protected journals carrying an inalterable hash
+    hash_chain_sha256: str  # over (entry, inalterable_hash) of those entries, in chain order
 
 
 @dataclass
 class FinanceSnapshot:
     tenant: str
     trial_balance_sha256: str
-    accounts: list[AccountBalance]
-    total_debit: str
+    accounts: list[AccountBalance]  # per company and code
+    total_debit: str  # summed over companies: meaningful for a single-currency tenant only
     total_credit: str
     posted_entries: int
     unbalanced_entries: list[str]  # entry names
-    numbering_gaps: list[str]  # "<journal>: <after> -> <next>"
+    numbering_gaps: list[str]  # "<journal>: <before> -> <entry>"
     max_move_id: int
+    odoo_version: str = ""  # "17.0", "18.0"
+    companies: list[CompanyLedger] = field(default_factory=list)
 
 
 @dataclass
@@ -481,6 +511,21 @@ class ModuleUpdateRequest:
     tenant: Tenant
     image: str
     modules: list[str]
+
+
+@dataclass
+class ModuleCheck:
+    """The modules a release updates, to be checked installed on the tenant at preparation."""
+
+    release_id: str
+    tenant: Tenant
+    modules: list[str]
+
+
+@dataclass
+class ModuleCheckResult:
+    tenant: str
+    versions: dict[str, str]  # module -> ir_module_module.latest_version before the update
 
 
 @dataclass

@@ -271,4 +271,18 @@ def snapshot_entry(snapshot: FinanceSnapshot) -> dict:
         "total_debit": snapshot.total_debit,
         "total_credit": snapshot.total_credit,
         "posted_entries": snapshot.posted_entries,
+        "odoo_version": snapshot.odoo_version,
+        "companies": [
+            {
+                "id": c.id,
+                "currency": c.currency,
+                "posted_entries": c.posted_entries,
+                "balance_total": c.balance_total,
+                "unbalanced_entries": len(c.unbalanced_entries),
+                "numbering_gaps": c.numbering_gap_count,
+                "hashed_entries": c.hashed_entries,
+                "hash_chain_sha256": c.hash_chain_sha256,
+            }
+            for c in snapshot.companies
+        ],
     }

@@ -106,6 +106,7 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.MIGRATE_DATABASE: ActivityPolicy(_HOUR, max_attempts=5, schedule_to_close=_CUTOVER),
     Activity.ENTRIES_SINCE_BACKUP: ActivityPolicy(30 * _MINUTE, max_attempts=5),
     Activity.RESTORE_DATABASE: ActivityPolicy(timedelta(hours=2), max_attempts=5),
+    Activity.CHECK_MODULES: ActivityPolicy(_MINUTE, max_attempts=5),
     # cutover: the close waits out the grace period; a restore point copies the whole database;
     # the swap back and the reopen are compensation, with the default (long) budget
     Activity.CLOSE_DATABASE: ActivityPolicy(
@@ -129,6 +130,7 @@ POLICIES: dict[str, ActivityPolicy] = {
     Activity.RUN_SMOKE_CHECKS: ActivityPolicy(
         10 * _MINUTE, max_attempts=3, schedule_to_close=_CUTOVER
     ),
+    Activity.CHECK_SMOKE_USER: ActivityPolicy(10 * _MINUTE, max_attempts=3),
     REQUEST_TENANT_LOCK: _SHORT,
     LOCK_HOLDER_RUNNING: ActivityPolicy(
         timedelta(seconds=30), max_attempts=0, max_interval=_MINUTE

@@ -41,12 +41,15 @@ with workflow.unsafe.imports_passed_through():
         EvidencePublication,
         FilestoreBackup,
         FinanceSnapshot,
+        ModuleCheck,
+        ModuleCheckResult,
         PublishedEvidence,
         RehearsalRequest,
         RehearsalResult,
         RestorePoint,
         RunningState,
         SmokeReport,
+        SmokeRequest,
         TenantTask,
     )
     from workflows.cutover import Cutover, StepFailed, snapshot_entry
@@ -69,6 +72,10 @@ with workflow.unsafe.imports_passed_through():
         TenantReport,
     )
     from workflows.worker_config import fetch_worker_config
+
+
+CHECK_MODULES_PATCH = "check-modules-installed"
+CHECK_SMOKE_USER_PATCH = "check-smoke-user-rights"
 
 
 @workflow.defn
@@ -170,6 +177,17 @@ class TenantRollout:
         task = TenantTask(order.release_id, tenant)
         await self._lock()
         try:
+            # Odoo skips a module that is not installed and still succeeds: refuse it now,
+            # before anything is backed up or deployed (patched: histories without it replay)
+            if order.modules and workflow.patched(CHECK_MODULES_PATCH):
+                checked: ModuleCheckResult = await self.call(
+                    Activity.CHECK_MODULES,
+                    ModuleCheck(order.release_id, tenant, order.modules),
+                    ModuleCheckResult,
+                )
+                self.record(
+                    "modules_checked", {"tenant": tenant.name, "versions": checked.versions}
+                )
             # database and filestore live on different systems: back them up side by side
             backup: DatabaseBackup
             files: FilestoreBackup
@@ -198,6 +216,21 @@ class TenantRollout:
             )
             self._package.snapshot = snapshot
             self.record("finance_snapshot", snapshot_entry(snapshot))
+            # a smoke user lacking a right would fail the smoke test after deploying and
+            # trigger a rollback: find out now, while nothing has changed
+            logs_in = {"login", "trial_balance", "cron"} & set(order.smoke)
+            if logs_in and workflow.patched(CHECK_SMOKE_USER_PATCH):
+                rights: SmokeReport = await self.call(
+                    Activity.CHECK_SMOKE_USER,
+                    SmokeRequest(order.release_id, tenant, [], snapshot),
+                    SmokeReport,
+                )
+                self.record("smoke_user_checked", _smoke_entry(rights))
+                if not rights.passed:
+                    why = "; ".join(c.detail for c in rights.checks if not c.passed)
+                    return self._unprepared(
+                        f"smoke user of {tenant.name} cannot run the smoke checks: {why}", backup
+                    )
             self._package.state = state
             self.record("running_state", {"tenant": tenant.name, "image": _image(state, tenant)})
             seconds = 0.0

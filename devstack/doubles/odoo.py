@@ -2,9 +2,19 @@
 
 Per tenant, under `/<tenant>`: `GET /web/health`, `POST /web/session/authenticate`
 (checks the configured login and password, sets a `session_id` cookie) and
-`POST /web/dataset/call_kw` for `read_group` on `account.move.line` (grouped by account)
-and `search_read` on `ir.cron` — the SQL runs on the tenant's database, so the numbers the
-smoke checks compare are the real ones.
+`POST /web/dataset/call_kw` for `read_group` on `account.move.line` (grouped by account),
+`search_read` and `fields_get` on `ir.cron` — the SQL runs on the tenant's database, so the
+numbers the smoke checks compare are the real ones.
+
+As Odoo does (odoo/api.py `Environment.company` / `Environment.companies`, and the
+multi-company record rules that use them): records are scoped to the context's
+`allowed_company_ids`, or to *all* the user's companies when the context has none; the
+current company is the first of them, or the user's main company; asking for a company the
+user may not access is an AccessError. An account's display name is "<code> <name>"
+with the code as the current (first allowed) company sees it: on 18 `code_store` of its root
+(addons/account/models/account_account.py `_field_to_sql`). 18's `ir.cron` has
+`failure_count` and `first_failure_date` (odoo/addons/base/models/ir_cron.py); asking 17 for
+them is an error, as it is in Odoo.
 """
 
 from __future__ import annotations
@@ -22,7 +32,17 @@ from psycopg import sql
 from devstack.doubles._server import HttpDouble
 
 _OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_CRON_FIELDS = ("id", "name", "active", "nextcall", "interval_number", "interval_type")
+_CRON_FIELDS = (
+    "id",
+    "name",
+    "active",
+    "nextcall",
+    "lastcall",
+    "interval_number",
+    "interval_type",
+)
+_CRON_FIELDS_18 = ("failure_count", "first_failure_date")
+_FIELD_TYPES = {"failure_count": "integer", "first_failure_date": "datetime"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,8 @@ class OdooTenantDouble:
     dsn: str
     login: str = "smoke"
     password: str = "smoke"
+    company_ids: tuple[int, ...] = (1,)  # companies the user may access, main one first
+    settings_admin: bool = True  # base.group_system: the only group that may read ir.cron
 
 
 class OdooError(Exception):
@@ -100,21 +122,39 @@ class OdooDouble(HttpDouble):
         kwargs = params.get("kwargs", {})
         if model == "account.move.line" and method == "read_group":
             return await self._read_group_by_account(tenant, kwargs)
+        if model == "ir.cron" and not tenant.settings_admin:
+            # odoo/addons/base/security/ir.model.access.csv: ir_cron for group_system only
+            raise OdooError(
+                "odoo.exceptions.AccessError",
+                "You are not allowed to access 'Scheduled Actions' (ir.cron) records.",
+            )
         if model == "ir.cron" and method == "search_read":
             return await self._search_read_cron(tenant, kwargs)
+        if model == "ir.cron" and method == "fields_get":
+            return await self._fields_get_cron(tenant, kwargs)
         raise OdooError("odoo.exceptions.UserError", f"double does not implement {model}.{method}")
 
     async def _read_group_by_account(self, tenant: OdooTenantDouble, kwargs: dict) -> list[dict]:
         groupby = kwargs.get("groupby") or []
         if list(groupby) != ["account_id"]:
             raise OdooError("odoo.exceptions.UserError", "double groups only by account_id")
+        companies = _allowed_companies(tenant, kwargs)
         where = _where(kwargs.get("domain", []), alias="l")
+        code: sql.Composable
+        if await _series(tenant.dsn) == "18.0":
+            code = sql.SQL(
+                "a.code_store ->> (SELECT split_part(parent_path, '/', 1) FROM res_company"
+                " WHERE id = {})"
+            ).format(sql.Literal(companies[0]))
+        else:
+            code = sql.SQL("a.code")
         query = sql.SQL(
-            "SELECT a.id, a.code, a.name, count(*), sum(l.debit), sum(l.credit), sum(l.balance)"
+            "SELECT a.id, {code}, a.name, count(*), sum(l.debit), sum(l.credit), sum(l.balance)"
             " FROM account_move_line l JOIN account_account a ON a.id = l.account_id"
-            " WHERE {} GROUP BY a.id, a.code, a.name ORDER BY a.code"
-        ).format(where[0])
-        rows = await _fetch(tenant.dsn, query, where[1])
+            " WHERE {where} AND l.company_id = ANY(%s)"
+            " GROUP BY a.id, 2, a.name ORDER BY 2"
+        ).format(code=code, where=where[0])
+        rows = await _fetch(tenant.dsn, query, [*where[1], list(companies)])
         return [
             {
                 "account_id": [row[0], f"{row[1]} {_text(row[2])}"],
@@ -128,7 +168,14 @@ class OdooDouble(HttpDouble):
         ]
 
     async def _search_read_cron(self, tenant: OdooTenantDouble, kwargs: dict) -> list[dict]:
-        fields = [f for f in kwargs.get("fields") or _CRON_FIELDS if f in _CRON_FIELDS]
+        known = await self._cron_fields(tenant)
+        asked = kwargs.get("fields") or list(known)
+        unknown = [f for f in asked if f not in known]
+        if unknown:
+            raise OdooError(
+                "builtins.ValueError", f"Invalid field {unknown[0]!r} on model 'ir.cron'"
+            )
+        fields = list(asked)
         if "id" not in fields:
             fields.insert(0, "id")
         where = _where(kwargs.get("domain", []), alias="c")
@@ -139,6 +186,37 @@ class OdooDouble(HttpDouble):
         return [
             {f: _odoo_value(f, value) for f, value in zip(fields, row, strict=True)} for row in rows
         ]
+
+    async def _fields_get_cron(self, tenant: OdooTenantDouble, kwargs: dict) -> dict:
+        known = await self._cron_fields(tenant)
+        wanted = kwargs.get("allfields") or list(known)
+        return {f: {"type": _FIELD_TYPES.get(f, "char")} for f in wanted if f in known}
+
+    async def _cron_fields(self, tenant: OdooTenantDouble) -> tuple[str, ...]:
+        if await _series(tenant.dsn) == "18.0":
+            return _CRON_FIELDS + _CRON_FIELDS_18
+        return _CRON_FIELDS
+
+
+async def _series(dsn: str) -> str:
+    rows = await _fetch(
+        dsn,
+        sql.SQL("SELECT latest_version FROM ir_module_module WHERE name = 'base'"),
+        [],
+    )
+    return ".".join(str(rows[0][0]).split(".")[:2]) if rows else ""
+
+
+def _allowed_companies(tenant: OdooTenantDouble, kwargs: dict) -> tuple[int, ...]:
+    """`allowed_company_ids` of the call's context, checked against the user's companies;
+    without it every company of the user, the main one first (odoo/api.py)."""
+    asked = (kwargs.get("context") or {}).get("allowed_company_ids") or list(tenant.company_ids)
+    refused = [c for c in asked if c not in tenant.company_ids]
+    if refused:
+        raise OdooError(
+            "odoo.exceptions.AccessError", "Access to unauthorized or invalid companies."
+        )
+    return tuple(int(c) for c in asked)
 
 
 def _where(domain: list, alias: str) -> tuple[sql.Composable, list[Any]]:
@@ -169,7 +247,7 @@ def _where(domain: list, alias: str) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL(" AND ").join(clauses), values
 
 
-async def _fetch(dsn: str, query: sql.Composed, values: list[Any]) -> list[tuple]:
+async def _fetch(dsn: str, query: sql.SQL | sql.Composed, values: list[Any]) -> list[tuple]:
     try:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             cursor = await conn.execute(query, values)

@@ -28,7 +28,7 @@ from devstack.k8s.selectors import parse_label_selector
 from devstack.k8s.store import DEPLOYMENTS, JOBS, PODS, ApiError, ObjectStore, Resource, now
 
 REVISION = "deployment.kubernetes.io/revision"
-Outcome = Literal["succeed", "stuck", "fail"]
+Outcome = Literal["succeed", "stuck", "fail", "image_pull"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ class RolloutMode:
     @classmethod
     def fail(cls, log: str, after_polls: int = 1) -> RolloutMode:
         return cls("fail", after_polls, log=log)
+
+    @classmethod
+    def image_pull_fails(cls, after_polls: int = 1) -> RolloutMode:
+        """The Job's pod stays Pending, its container waiting in `ImagePullBackOff` (the
+        kubelet's reason once a pull failed and it backs off): the Job never finishes."""
+        return cls("image_pull", after_polls)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -243,6 +249,10 @@ class RolloutController:
             return
         pods = self.store.list(PODS, key[0], parse_label_selector(f"job-name={key[1]}"))["items"]
         job_pod = pods[-1] if pods else None
+        if mode.outcome == "image_pull":
+            if job_pod is not None and job_pod["status"].get("phase") != "Pending":
+                self._pull_back_off(job_pod)
+            return
         succeeded = mode.outcome == "succeed"
         if job_pod is not None:
             container = _first_container(job)
@@ -311,6 +321,18 @@ class RolloutController:
                 status=True,
             )
         return created["metadata"]["name"]
+
+    def _pull_back_off(self, pod: dict[str, Any]) -> None:
+        statuses = []
+        for c in pod["spec"]["containers"]:
+            waiting = {
+                "reason": "ImagePullBackOff",
+                "message": f'Back-off pulling image "{c["image"]}"',
+            }
+            status = _container_status(c, ready=False, state={"waiting": waiting})
+            status["imageID"] = ""  # nothing was pulled: the kubelet reports it empty
+            statuses.append(status)
+        self._write_status(PODS, pod, {"phase": "Pending", "containerStatuses": statuses})
 
     def _finish_pod(self, pod: dict[str, Any], succeeded: bool) -> None:
         exit_code, reason = (0, "Completed") if succeeded else (1, "Error")

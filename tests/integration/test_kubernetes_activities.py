@@ -177,14 +177,17 @@ async def test_module_update_job_runs_the_update_command_with_the_tenant_configu
     assert result.log_tail.endswith("modules updated\n")
     job = k8s.store.get(JOBS, tenant.namespace, result.job_name)
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["spec"]["activeDeadlineSeconds"] == 4 * 3600
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == NEW
-    assert container["command"] == [
+    # Odoo's arguments go to the image's entrypoint, which adds the database settings.
+    assert "command" not in container
+    assert container["args"] == [
         "odoo",
-        "-d",
-        tenant.database,
         "-u",
         "account,l10n_de",
+        "-d",
+        tenant.database,
         "--stop-after-init",
     ]
     web_odoo = containers(deployment(k8s, tenant, "web"))["odoo"]
@@ -198,8 +201,22 @@ async def test_module_update_uses_the_inventory_command_when_given(env, activiti
     custom = replace(tenant, update_command=["/opt/update.sh", "--db={database}", "{modules}"])
     await env.run(activities.run_module_update, ModuleUpdateRequest(RELEASE, custom, NEW, ["sale"]))
     job = k8s.store.get(JOBS, tenant.namespace, module_update_job_name(RELEASE, tenant.name))
-    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command == ["/opt/update.sh", f"--db={tenant.database}", "sale"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["/opt/update.sh", f"--db={tenant.database}", "sale"]
+    assert "command" not in container
+
+
+async def test_module_update_with_an_image_that_cannot_be_pulled_fails_fast(
+    env, activities, tenant, k8s
+):
+    k8s.set_mode("job", tenant.namespace, "*", RolloutMode.image_pull_fails())
+    missing = "registry.example.com/odoo:does-not-exist"
+    with pytest.raises(ApplicationError) as failure:
+        await env.run(
+            activities.run_module_update, ModuleUpdateRequest(RELEASE, tenant, missing, ["account"])
+        )
+    assert failure.value.type == ErrorType.MODULE_UPDATE_FAILED and failure.value.non_retryable
+    assert f"image {missing} ImagePullBackOff" in failure.value.message
 
 
 async def test_failed_module_update_is_non_retryable_and_carries_the_log_tail(
@@ -335,3 +352,10 @@ def test_from_environment_uses_the_kubeconfig_and_context(k8s, tmp_path):
     with pytest.raises(ApplicationError) as failure:
         KubernetesActivities.from_environment({})
     assert failure.value.type == ErrorType.CONFIGURATION_MISSING
+
+
+def test_module_update_deadline_must_be_a_positive_number_of_seconds() -> None:
+    from kubernetes.client import ApiClient
+
+    with pytest.raises(ValueError, match="module_update_deadline_seconds: expected a positive"):
+        KubernetesActivities(ApiClient(), module_update_deadline_seconds=0)

@@ -11,6 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from devstack.odoo_seed import seed_odoo_database
 from tests.integration.conftest import scratch_databases, tenant_on
+from tests.integration.ledger_by_hand import ACCOUNT_CODE
 from workflows.contracts import (
     ErrorType,
     MigrationRequest,
@@ -36,10 +37,15 @@ def script(name: str, sql: str) -> MigrationScript:
     return MigrationScript(name=name, sql=sql, sha256=hashlib.sha256(sql.encode()).hexdigest())
 
 
+@pytest.fixture(params=["17.0", "18.0"])
+def odoo_version(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-async def backed_up(postgres, pg_database):
-    """A seeded tenant database and its backup."""
-    seed_odoo_database(pg_database.dsn, entries=300, seed=11)
+async def backed_up(postgres, pg_database, odoo_version):
+    """A seeded tenant database (Odoo 17 or 18) and its backup."""
+    seed_odoo_database(pg_database.dsn, entries=300, seed=11, version=odoo_version)
     task = TenantTask(release_id="rel-rehearse", tenant=tenant_on(pg_database.name))
     return task, await ActivityEnvironment().run(postgres.backup_database, task)
 
@@ -66,13 +72,13 @@ async def test_rehearsal_passes_a_migration_that_leaves_the_ledger_alone(
 
 
 async def test_rehearsal_fails_a_migration_that_changes_a_debit_naming_account_and_entry(
-    postgres, backed_up, pg_database
+    postgres, backed_up, pg_database, odoo_version
 ):
     task, backup = backed_up
     with psycopg.connect(pg_database.dsn) as conn:
         code, entry = conn.execute(
             f"""
-            SELECT a.code, m.name FROM account_move_line l
+            SELECT {ACCOUNT_CODE[odoo_version]}, m.name FROM account_move_line l
             JOIN account_account a ON a.id = l.account_id JOIN account_move m ON m.id = l.move_id
             WHERE l.id = ({FIRST_POSTED_DEBIT})
             """
@@ -120,9 +126,9 @@ async def test_rehearsal_reports_a_failing_script_and_cleans_up(postgres, backed
 
 
 async def test_finance_snapshot_reports_unbalanced_entries_and_numbering_gaps(
-    postgres, pg_database
+    postgres, pg_database, odoo_version
 ):
-    seed_odoo_database(pg_database.dsn, entries=200, seed=5)
+    seed_odoo_database(pg_database.dsn, entries=200, seed=5, version=odoo_version)
     with psycopg.connect(pg_database.dsn) as conn:
         unbalanced = conn.execute(
             """

@@ -30,9 +30,9 @@ def databases_like(admin_dsn: str, pattern: str) -> list[str]:
         return [row[0] for row in rows]
 
 
-@pytest.fixture
-async def request_after_backup(postgres, pg_database) -> BackupRequest:
-    seed_odoo_database(pg_database.dsn, entries=120, seed=2)
+@pytest.fixture(params=["17.0", "18.0"])
+async def request_after_backup(postgres, pg_database, request) -> BackupRequest:
+    seed_odoo_database(pg_database.dsn, entries=120, seed=2, version=request.param)
     task = TenantTask(release_id=RELEASE, tenant=tenant_on(pg_database.name))
     backup = await ActivityEnvironment().run(postgres.backup_database, task)
     return BackupRequest(release_id=RELEASE, tenant=task.tenant, backup=backup)
@@ -43,9 +43,9 @@ def post_entry(dsn: str, name: str) -> None:
     with psycopg.connect(dsn) as conn:
         move = conn.execute(
             """
-            INSERT INTO account_move (name, journal_id, company_id, date, state, move_type,
-                                      sequence_prefix, sequence_number)
-            VALUES (%s, 1, 1, '2026-01-05', 'posted', 'out_invoice', 'INV/2026/', 999)
+            INSERT INTO account_move (name, journal_id, company_id, currency_id, date, state,
+                                      move_type, sequence_prefix, sequence_number)
+            VALUES (%s, 1, 1, 1, '2026-01-05', 'posted', 'out_invoice', 'INV/2026/', 999)
             RETURNING id
             """,
             (name,),
@@ -53,9 +53,11 @@ def post_entry(dsn: str, name: str) -> None:
         for account, debit, credit in ((3, 120, 0), (7, 0, 120)):
             conn.execute(
                 """
-                INSERT INTO account_move_line (move_id, account_id, name, date, parent_state,
-                                               debit, credit, balance)
-                VALUES (%s, %s, 'late invoice', '2026-01-05', 'posted', %s, %s, %s)
+                INSERT INTO account_move_line (move_id, account_id, company_id, journal_id,
+                                               currency_id, display_type, name, date,
+                                               parent_state, debit, credit, balance)
+                VALUES (%s, %s, 1, 1, 1, 'product', 'late invoice', '2026-01-05', 'posted',
+                        %s, %s, %s)
                 """,
                 (move, account, debit, credit, debit - credit),
             )

@@ -18,6 +18,7 @@ from workflows.contracts import (
     Activity,
     BackupRequest,
     BackupVerification,
+    CompanyLedger,
     CutoverRequest,
     DatabaseBackup,
     DatabaseClosed,
@@ -34,6 +35,8 @@ from workflows.contracts import (
     MaintenanceRequest,
     MigrationRequest,
     MigrationResult,
+    ModuleCheck,
+    ModuleCheckResult,
     ModuleUpdateRequest,
     ModuleUpdateResult,
     Notification,
@@ -65,7 +68,10 @@ OLD_IMAGE = "acr.example.io/odoo@sha256:" + "0" * 64
 
 
 def _snapshot(tenant: str) -> FinanceSnapshot:
-    return FinanceSnapshot(tenant, "tb" * 32, [], "100.00", "100.00", 10, [], [], 42)
+    company = CompanyLedger(1, "Demo", "EUR", 2, 10, "0.00", [], 0, [], 0, [], 3, "ab" * 32)
+    return FinanceSnapshot(
+        tenant, "tb" * 32, [], "100.00", "100.00", 10, [], [], 42, "18.0", [company]
+    )
 
 
 @dataclass
@@ -89,6 +95,8 @@ class Doubles:
     migration_fails: set[str] = field(default_factory=set)  # after maintenance, before reopen
     ledger_drifts: set[str] = field(default_factory=set)  # the migration moves the ledger
     writes_since: dict[str, int] = field(default_factory=dict)  # rows written after reopening
+    not_installed: set[str] = field(default_factory=set)  # tenants missing the release's modules
+    smoke_user_lacks: set[str] = field(default_factory=set)  # tenants whose smoke user lacks rights
     # --- what happened
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, tenant or "")
     images: dict[str, str] = field(default_factory=dict)
@@ -132,6 +140,8 @@ class Doubles:
             self.backup_database,
             self.verify_backup,
             self.finance_snapshot,
+            self.check_modules,
+            self.check_smoke_user,
             self.rehearse_migration,
             self.migrate_database,
             self.entries_since_backup,
@@ -248,6 +258,19 @@ class Doubles:
         if name in self.ledger_drifts and self.database.get(name) == "migrated":
             snapshot.total_debit = snapshot.total_credit = "99.00"
         return snapshot
+
+    @activity.defn(name=Activity.CHECK_MODULES)
+    async def check_modules(self, check: ModuleCheck) -> ModuleCheckResult:
+        name = check.tenant.name
+        self._log(Activity.CHECK_MODULES, name)
+        if name in self.not_installed:
+            raise ApplicationError(
+                f"tenant {name} cannot update modules that are not installed: "
+                f"{', '.join(f'{m} (uninstalled)' for m in check.modules)}",
+                type=ErrorType.INVALID_RELEASE,
+                non_retryable=True,
+            )
+        return ModuleCheckResult(name, {m: "18.0.1.0" for m in check.modules})
 
     @activity.defn(name=Activity.REHEARSE_MIGRATION)
     async def rehearse_migration(self, request: RehearsalRequest) -> RehearsalResult:
@@ -411,6 +434,14 @@ class Doubles:
         return RolloutStatus(name, list(restore.tenant.deployments.values()))
 
     # --- smoke --------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.CHECK_SMOKE_USER)
+    async def check_smoke_user(self, request: SmokeRequest) -> SmokeReport:
+        name = request.tenant.name
+        self._log(Activity.CHECK_SMOKE_USER, name)
+        passed = name not in self.smoke_user_lacks
+        detail = "" if passed else "the smoke user cannot read scheduled actions (ir.cron)"
+        return SmokeReport(name, passed, [SmokeCheckResult("rights", passed, 0.1, detail)])
 
     @activity.defn(name=Activity.RUN_SMOKE_CHECKS)
     async def run_smoke_checks(self, request: SmokeRequest) -> SmokeReport:

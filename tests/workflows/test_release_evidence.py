@@ -80,6 +80,20 @@ async def test_evidence_chain_verifies_and_records_every_decision(
             "tenant_outcome",
         ):
             assert kind in tenant_kinds, (tenant, kind)
+        ledger = tenant_chain["entries"][tenant_kinds.index("finance_snapshot")]["data"]
+        assert ledger["odoo_version"] == "18.0"
+        assert ledger["companies"] == [
+            {
+                "id": 1,
+                "currency": "EUR",
+                "posted_entries": 10,
+                "balance_total": "0.00",
+                "unbalanced_entries": 0,
+                "numbering_gaps": 0,
+                "hashed_entries": 3,
+                "hash_chain_sha256": "ab" * 32,
+            }
+        ]
         backup = tenant_chain["entries"][tenant_kinds.index("backup")]["data"]
         assert {"tenant", "blob_name", "url", "bytes", "sha256"} <= set(backup)
 

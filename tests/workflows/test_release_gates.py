@@ -44,6 +44,34 @@ async def test_backup_verification_failure_fails_release_without_setting_any_ima
     assert {result.tenants["t1"], result.tenants["t3"]} == {"not_deployed"}
 
 
+async def test_module_not_installed_on_a_tenant_fails_preparation_before_any_backup(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(not_installed={"t2"})
+    release = make_release(task_queue, 2)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.FAILED
+    assert result.tenants["t2"] == "preparation_failed"
+    assert "account (uninstalled)" in result.reason
+    assert doubles.count(Activity.BACKUP_DATABASE, "t2") == 0
+    assert doubles.count(Activity.SET_IMAGE) == doubles.count(Activity.RUN_MODULE_UPDATE) == 0
+
+
+async def test_smoke_user_without_rights_fails_preparation_not_deployment(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    doubles = Doubles(smoke_user_lacks={"t1"})
+    release = make_release(task_queue, 2)
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        result = await run_approved(time_skipping_env.client, release, task_queue)
+    assert result.outcome == Outcome.FAILED
+    assert result.tenants["t1"] == "preparation_failed"
+    assert "cannot read scheduled actions (ir.cron)" in result.reason
+    assert doubles.count(Activity.SET_IMAGE) == doubles.count(Activity.MIGRATE_DATABASE) == 0
+    assert doubles.count(Activity.RUN_SMOKE_CHECKS) == 0
+
+
 async def test_rehearsal_invariant_failure_fails_release_with_nothing_deployed(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
