@@ -49,9 +49,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest_asyncio.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(venv_binary("temporal-test-server"))
-    )
+    # The SDK gives the test server 5 s to answer; on a loaded shared machine it sometimes
+    # needs longer, and one failed start would error every workflow test of the session.
+    for attempt in range(1, 4):
+        try:
+            env = await WorkflowEnvironment.start_time_skipping(
+                test_server_existing_path=str(venv_binary("temporal-test-server"))
+            )
+            break
+        except RuntimeError:
+            if attempt == 3:
+                raise
     try:
         yield env
     finally:

@@ -47,9 +47,6 @@ def test_release_completes_when_db_and_k8s_workers_are_killed_mid_activity(stack
     before = stack.deployments()
     berlin = f"release-{release_id}-berlin"
     dump = f"{release_id}/berlin/{database_of('berlin')}.dump"
-    # The PATCH of berlin's web Deployment will be applied but its answer held: set_image is
-    # then in flight with part of its work done (it patches cron, web, worker in turn).
-    stack.hold_answer("berlin", "odoo-web")
 
     # Holding an exclusive lock on berlin's journal keeps its pg_dump waiting: the backup is
     # in flight (activity started, pg_dump running) for as long as this transaction lasts.
@@ -68,6 +65,16 @@ def test_release_completes_when_db_and_k8s_workers_are_killed_mid_activity(stack
         assert stack.blob(BACKUP_CONTAINER, dump) is None  # the killed dump committed nothing
         blocker.rollback()  # the retried backup (after the 30 s heartbeat timeout) can proceed
 
+    # Once maintenance has scaled berlin's web Deployment down (its first change), the next
+    # PATCH of it is set_image's: applied, its answer held, so set_image is in flight with
+    # part of its work done (it patches cron, web, worker in turn).
+    web = ("berlin", "odoo-web")
+    wait_until(
+        lambda: stack.deployments()[web].generation == before[web].generation + 1,
+        "berlin in maintenance",
+        timeout=300,
+    )
+    stack.hold_answer("berlin", "odoo-web")
     wait_until(
         lambda: stack.held_answers() == 1 and ("set_image", 1) in stack.started_activities(berlin),
         "berlin's set_image waiting for the answer to its odoo-web PATCH",

@@ -61,9 +61,9 @@ class Poster:
         with conn.transaction():
             move = conn.execute(
                 """
-                INSERT INTO account_move (name, journal_id, company_id, date, state, move_type,
-                                          sequence_prefix, sequence_number)
-                VALUES (%s, 1, 1, '2026-01-05', 'posted', 'entry', %s, %s) RETURNING id
+                INSERT INTO account_move (name, journal_id, company_id, currency_id, date, state,
+                                          move_type, sequence_prefix, sequence_number)
+                VALUES (%s, 1, 1, 1, '2026-01-05', 'posted', 'entry', %s, %s) RETURNING id
                 """,
                 (name, self._prefix, number),
             ).fetchone()
@@ -71,9 +71,11 @@ class Poster:
             for account, debit, credit in ((3, 50, 0), (7, 0, 50)):
                 conn.execute(
                     """
-                    INSERT INTO account_move_line (move_id, account_id, name, date, parent_state,
-                                                   debit, credit, balance)
-                    VALUES (%s, %s, 'poster', '2026-01-05', 'posted', %s, %s, %s)
+                    INSERT INTO account_move_line (move_id, account_id, company_id, journal_id,
+                                                   currency_id, display_type, name, date,
+                                                   parent_state, debit, credit, balance)
+                    VALUES (%s, %s, 1, 1, 1, 'product', 'poster', '2026-01-05', 'posted',
+                            %s, %s, %s)
                     """,
                     (move[0], account, debit, credit, debit - credit),
                 )
