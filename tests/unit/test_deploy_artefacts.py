@@ -271,6 +271,24 @@ def test_the_k8s_worker_runs_as_the_account_its_rbac_binds():
     ]
 
 
+def test_the_k8s_worker_is_bound_in_the_namespace_of_every_example_tenant():
+    # issue 17: the binding was in `tenant-acme` while tenants live in `odoo-<tenant>`; on a
+    # real cluster every call of the k8s worker was 403, and no double authorises anything.
+    inventory = yaml.safe_load((ROOT / "examples" / "tenants.yaml").read_text())
+    namespaces = {tenant["namespace"] for tenant in inventory["tenants"]}
+    bound = {
+        doc["metadata"]["namespace"]
+        for doc in of_kind("RoleBinding")
+        if doc["roleRef"]
+        == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "finrelease-k8s-worker",
+        }
+    }
+    assert namespaces and namespaces <= bound, sorted(namespaces - bound)
+
+
 def test_workload_identity_label_and_client_id_annotation_go_together():
     accounts = {doc["metadata"]["name"]: doc for doc in of_kind("ServiceAccount")}
     with_identity = set()
