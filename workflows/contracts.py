@@ -159,23 +159,19 @@ NON_RETRYABLE = [
     ErrorType.UNSUPPORTED_ODOO,
 ]
 
-# Failures that judge the tenant's own state: the step ran and found something wrong. Any
-# other failure means the step could not run (a server down, a worker gone, configuration
-# missing): retrying later, or an operator, can help; compensating a healthy tenant cannot.
-VERDICTS = frozenset(
+# Failures that judge the tenant's own state: the step ran and found something wrong. The
+# other non-retryable ones mean the step could not run (configuration missing, a tool or Odoo
+# version we do not support, a resource not there), as any retried-out failure does: retrying
+# later, or an operator, can help; compensating a healthy tenant cannot.
+COULD_NOT_RUN = frozenset(
     {
-        ErrorType.INVALID_RELEASE,
-        ErrorType.WORK_ITEM_INVALID,
-        ErrorType.WORK_ITEM_ACCESS,
-        ErrorType.BACKUP_VERIFICATION_FAILED,
-        ErrorType.REHEARSAL_FAILED,
-        ErrorType.MIGRATION_FAILED,
-        ErrorType.MODULE_UPDATE_FAILED,
-        ErrorType.ROLLOUT_STUCK,
-        ErrorType.SMOKE_CHECK_FAILED,
-        ErrorType.EVIDENCE_CONFLICT,
+        ErrorType.CONFIGURATION_MISSING,
+        ErrorType.TOOL_VERSION,
+        ErrorType.NOT_FOUND,
+        ErrorType.UNSUPPORTED_ODOO,
     }
 )
+VERDICTS = frozenset(NON_RETRYABLE) - COULD_NOT_RUN
 
 
 # ---------------------------------------------------------------- shared pieces
