@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -12,17 +11,10 @@ from governance import sshsig
 from governance.bundle import BundleRefused, pack_bundle, parse_bundle, sign_bundle, verify_bundle
 from governance.problems import ValidationFailed
 from governance.trust import parse_trust_root
+from tests.signing_people import EXAMPLES, PEOPLE
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PEOPLE = (
-    "bob@example.com",
-    "dan@example.com",
-    "carol@example.com",
-    "erin@example.com",
-    "cfo@example.com",
-)
 MEMBER_KEYS = {who: ed25519.Ed25519PrivateKey.generate() for who in PEOPLE}
 ADMINS = {
     "alice@example.com": ed25519.Ed25519PrivateKey.generate(),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -11,17 +9,10 @@ from governance import sshsig
 from governance.bundle import pack_bundle, parse_bundle
 from governance.release_digest import release_digest, release_manifest
 from governance.spec import parse_spec
+from tests.signing_people import EXAMPLES, PEOPLE
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PEOPLE = (
-    "bob@example.com",
-    "dan@example.com",
-    "carol@example.com",
-    "erin@example.com",
-    "cfo@example.com",
-)
 KEYS = {
     who: [sshsig.public_key_of(ed25519.Ed25519PrivateKey.generate()).openssh()] for who in PEOPLE
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -18,18 +17,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from governance import sshsig
 from governance.bundle import pack_bundle, sign_bundle
 from governance.statements import make_statement, sign_statement
+from tests.signing_people import EXAMPLES, PEOPLE
 from tests.workflows.statement_probe import ProbeInput, SignedStatement, StatementProbe
 
 pytestmark = pytest.mark.workflow
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PEOPLE = (
-    "bob@example.com",
-    "dan@example.com",
-    "carol@example.com",
-    "erin@example.com",
-    "cfo@example.com",
-)
 KEYS = {who: ed25519.Ed25519PrivateKey.generate() for who in PEOPLE}
 ADMINS = {
     who: ed25519.Ed25519PrivateKey.generate() for who in ("alice@example.com", "grace@example.com")
