@@ -112,18 +112,21 @@ async def _serve(
 
     from governance.evidence import canonical_json
     from tests.workflows.release_doubles import Doubles
+    from tests.workflows.release_harness import TRUST_ROOT
     from workflows.policies import DEFAULT_QUEUES
-    from workflows.registry import WORKFLOWS, TenantLockActivities
+    from workflows.registry import WORKFLOW_RUNNER, WORKFLOWS, TenantLockActivities
     from workflows.worker_config import WorkerConfig, WorkerConfigActivities
 
     client = await Client.connect(address)
     doubles = Doubles(rehearsal_seconds=0.0)
     lock = TenantLockActivities(client)
-    routing = WorkerConfigActivities(WorkerConfig({name: task_queue for name in DEFAULT_QUEUES}))
+    queues = {name: task_queue for name in DEFAULT_QUEUES}
+    routing = WorkerConfigActivities(WorkerConfig(queues, False, TRUST_ROOT))
     running = Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[*doubles.activities(), *lock.activities(), *routing.activities()],
     )
     if not deadlock_detector:

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     stack_env = stack.up(root, ports)
     env = {**os.environ, **stack_env}
     release_id = f"FIN-DEMO-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    files = write_demo_files(root / "demo" / release_id, release_id, ports.odoo)
+    files = write_demo_files(root / "demo" / release_id, release_id, ports.odoo, root=root)
     inventory_names = ["berlin", "newyork", "tokyo"]
     for name in inventory_names:
         env[f"FINRELEASE_SMOKE_{name.upper()}_USER"] = "smoke"
@@ -116,41 +116,33 @@ def main(argv: list[str] | None = None) -> int:
     for worker in workers:
         print(f"  {worker.name:<18} pid {worker.pid()}  log {worker.log_file}")
     try:
-        say(f"Starting release {release_id} (risk medium: platform + finance approvals)")
+        say(
+            f"Starting release {release_id} (risk medium: platform + finance approvals), "
+            "signed by the requester, under a governance bundle two administrators signed"
+        )
         cli(files.start_arguments(), env)
 
-        say("The requester tries to approve their own release: refused (segregation of duties)")
-        cli(
-            ["approve", release_id, "--as", "alice@example.com", "--role", "platform"],
-            env,
-            expect=3,
-        )
+        say("An approver checks what the release digest covers before signing it")
+        cli(["governance", "digest", str(files.spec), "--bundle", str(files.bundle)], env)
 
-        say("Two different approvers approve the spec they saw")
+        say("The requester signs an approval of their own release: refused (segregation of duties)")
+        cli(files.approve_arguments(release_id, "alice@example.com", "platform"), env, expect=3)
+
+        say("Two different approvers sign the digest they reviewed, each with their own key")
         cli(
-            [
-                "approve",
-                release_id,
-                "--as",
-                "bob@example.com",
-                "--role",
-                "platform",
-                "--comment",
-                "reviewed the migration",
-            ],
+            files.approve_arguments(
+                release_id, "bob@example.com", "platform", "--comment", "reviewed the migration"
+            ),
             env,
         )
         cli(
-            [
-                "approve",
+            files.approve_arguments(
                 release_id,
-                "--as",
                 "carol@example.com",
-                "--role",
                 "finance",
                 "--comment",
                 "no impact on the trial balance",
-            ],
+            ),
             env,
         )
 

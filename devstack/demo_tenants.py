@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,18 @@ from activities.azure_storage import (
     blob_service_from_connection_string,
 )
 from devstack.odoo_seed import attachment_files, seed_odoo_database
-from devstack.paths import PROJECT_ROOT
+from devstack.paths import PROJECT_ROOT, state_dir
+from devstack.signing import GOVERNANCE_ADMINS, Keyring, demo_keyring, signed_bundle
+from governance.bundle import parse_bundle
 from governance.inventory import Inventory, parse_inventory
+from governance.release_digest import release_digest
+from governance.spec import parse_spec
 
 EXAMPLES = PROJECT_ROOT / "examples"
 PREVIOUS_IMAGE = "acr.example.io/odoo@sha256:" + "1" * 64
+
+
+REQUESTER = "alice@example.com"
 
 
 @dataclass(frozen=True)
@@ -36,19 +44,42 @@ class DemoFiles:
     inventory: Path
     policy: Path
     calendars: Path
+    bundle: Path  # the governance bundle, signed by the demo's two administrators
+    keys: Keyring  # the demo personas' throwaway keys
+    requester: str = REQUESTER
+
+    def key(self, identity: str) -> Path:
+        return self.keys.key_file(identity)
 
     def start_arguments(self) -> list[str]:
-        """`finrelease start` with these files."""
+        """`finrelease start` with these files, signed by the requester."""
         return [
             "start",
             str(self.spec),
-            "--inventory",
-            str(self.inventory),
-            "--policy",
-            str(self.policy),
-            "--calendars",
-            str(self.calendars),
+            "--bundle",
+            str(self.bundle),
+            "--as",
+            self.requester,
+            "--key",
+            str(self.key(self.requester)),
         ]
+
+    def digest(self) -> str:
+        """The release digest, as `finrelease governance digest` shows it to an approver."""
+        bundle = parse_bundle(self.bundle.read_bytes())
+        text = self.spec.read_text()
+        spec = parse_spec(text, bundle.inventory, bundle.policy, bundle.calendars)
+        scripts = [(name, (self.spec.parent / name).read_text()) for name in spec.migrations]
+        return release_digest(spec, scripts, bundle)
+
+    def approve_arguments(
+        self, release_id: str, identity: str, role: str, *extra: str, verb: str = "approve"
+    ) -> list[str]:
+        """`finrelease approve` (or reject) as `identity`, signing this release's digest."""
+        return [
+            verb, release_id, "--as", identity, "--role", role,
+            "--digest", self.digest(), "--key", str(self.key(identity)), *extra,
+        ]  # fmt: skip
 
 
 def write_demo_files(
@@ -57,14 +88,20 @@ def write_demo_files(
     odoo_port: int,
     calendar: str = "demo",
     database_prefix: str = "",
+    root: Path | None = None,
+    requester: str = REQUESTER,
 ) -> DemoFiles:
-    """The examples, with a fresh release id, the Odoo double's port and an always-open calendar.
+    """The examples, with a fresh release id, the Odoo double's port and an always-open
+    calendar, under a governance bundle the demo's administrators sign (keys under `root`,
+    default the state folder).
 
     The demo must not wait for a real month-end, so every tenant uses `calendar` (default
     `demo`: no closes, no windows); the real calendars stay in examples/calendars.
     """
     directory.mkdir(parents=True, exist_ok=True)
     spec = (EXAMPLES / "release.yaml").read_text().replace("FIN-2026-11-042", release_id, 1)
+    if requester != REQUESTER:  # JSON's string syntax is YAML's double-quoted scalar
+        spec = spec.replace(f"requested_by: {REQUESTER}", f"requested_by: {json.dumps(requester)}")
     (directory / "release.yaml").write_text(spec)
     migrations = directory / "migrations"
     migrations.mkdir(exist_ok=True)
@@ -75,12 +112,28 @@ def write_demo_files(
         tenant["calendar"] = calendar
         tenant["url"] = f"http://127.0.0.1:{odoo_port}/{tenant['name']}"
         tenant["database"] = f"{database_prefix}{tenant['database']}"
-    (directory / "tenants.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    inventory_text = yaml.safe_dump(inventory, sort_keys=False)
+    (directory / "tenants.yaml").write_text(inventory_text)
+    keys = demo_keyring(root or state_dir())
+    policy = (EXAMPLES / "policy.yaml").read_text()
+    calendars = {p.stem: p.read_text() for p in sorted((EXAMPLES / "calendars").glob("*.yaml"))}
+    people = {requester, *(p for m in yaml.safe_load(policy)["approvers"].values() for p in m)}
+    governance = signed_bundle(
+        keys, policy=policy, inventory=inventory_text, calendars=calendars, people=people
+    )
+    bundle = directory / "governance" / "bundle.json"
+    bundle.parent.mkdir(exist_ok=True)
+    bundle.write_text(governance.bundle)
+    for admin, signature in zip(GOVERNANCE_ADMINS, governance.signatures, strict=True):
+        (bundle.parent / f"bundle.json.{admin}.sig").write_text(signature)
     return DemoFiles(
         spec=directory / "release.yaml",
         inventory=directory / "tenants.yaml",
         policy=EXAMPLES / "policy.yaml",
         calendars=EXAMPLES / "calendars",
+        bundle=bundle,
+        keys=keys,
+        requester=requester,
     )
 
 

@@ -119,8 +119,10 @@ def up(root: Path | None = None, ports: StackPorts | None = None) -> dict[str, s
 def stack_environment(root: Path, ports: StackPorts, pg_dsn: str) -> dict[str, str]:
     """What the workers and the CLI need to reach this stack (local, demo-only credentials)."""
     from activities.azure_storage import azurite_connection_string
+    from devstack.signing import demo_trust_root
 
     return {
+        "FINRELEASE_TRUST_ROOT": str(demo_trust_root(root)),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "TEMPORAL_NAMESPACE": "default",
         "FINRELEASE_UI_URL": f"http://127.0.0.1:{ports.ui}",

@@ -6,6 +6,7 @@ A statement is the canonical JSON (sorted keys, no whitespace, UTF-8) of
     + role    for approve | reject | retro_approve | break_glass
     + wave    for promote (the wave it lets go)
     + tenant, choice   for decide (choice: restore | fix_forward)
+                       and resolve (choice: retry | leave_out, for a parked tenant)
 
 signed in the `finrelease` SSHSIG namespace by the signer's key. The signed bytes are the
 statement itself: `verify_statement` refuses any text that is not already canonical, so the
@@ -42,9 +43,11 @@ KINDS = (
     "resume",
     "abort",
     "decide",
+    "resolve",
 )
 ROLE_KINDS = ("approve", "reject", "retro_approve", "break_glass")
-CHOICES = ("restore", "fix_forward")
+CHOICES_OF = {"decide": ("restore", "fix_forward"), "resolve": ("retry", "leave_out")}
+CHOICES = CHOICES_OF["decide"]
 MAX_COMMENT_BYTES = 2048
 MAX_STATEMENT_BYTES = 4096  # every field is bounded; this bounds the whole before parsing
 DEFAULT_MAX_AGE = timedelta(minutes=15)
@@ -52,7 +55,7 @@ CLOCK_SKEW = timedelta(minutes=2)  # a signer's clock slightly ahead is not a fo
 
 _COMMON = ("kind", "release_id", "bundle_digest", "signer", "issued_at", "expires_at", "nonce")
 _EXTRA: dict[str, tuple[str, ...]] = {kind: ("role",) for kind in ROLE_KINDS}
-_EXTRA |= {"promote": ("wave",), "decide": ("tenant", "choice")}
+_EXTRA |= {"promote": ("wave",), "decide": ("tenant", "choice"), "resolve": ("tenant", "choice")}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # roles, waves, tenants
@@ -209,8 +212,9 @@ def parse_statement(data: bytes | str) -> Statement:
     for key in ("role", "wave", "tenant"):
         if key in document:
             _check(document, key, _NAME, "1-64 of A-Z a-z 0-9 _ . -")
-    if "choice" in document and document["choice"] not in CHOICES:
-        raise StatementRefused(MALFORMED, f"choice: must be one of {' | '.join(CHOICES)}")
+    if "choice" in document and document["choice"] not in CHOICES_OF[kind]:
+        choices = " | ".join(CHOICES_OF[kind])
+        raise StatementRefused(MALFORMED, f"choice: must be one of {choices}")
     signer = document["signer"]
     problem = identity_problem(signer)
     if problem:

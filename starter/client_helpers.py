@@ -1,9 +1,10 @@
-"""Starter-side helpers: pin a release's documents, start it, and talk to a running release.
+"""Starter-side helpers: pin a release's spec and migrations under a governance bundle,
+start it, and talk to a running release.
 
-Used by the CLI and usable from any pipeline script: `prepare_release` reads and validates
-the files exactly like `finrelease spec validate`, then `start_release` starts
-`release-<id>` with its search attributes. Nothing here carries a secret: the request
-holds document texts and references only.
+Used by the CLI and usable from any pipeline script: `prepare_release` reads the spec against
+the bundle's documents and computes the release digest, the requester signs the start
+statement, then `start_release` starts `release-<id>` with its search attributes. Nothing
+here carries a secret: the request holds document texts, public keys and signatures.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from governance.inventory import parse_inventory
+from governance.bundle import BundleRefused, parse_bundle
 from governance.problems import ValidationFailed
+from governance.release_digest import release_digest
 from governance.spec import ReleaseSpec, parse_spec
-from starter.governance_cli import _calendars, _parse_or_collect, _read, read_migrations
+from starter.governance_cli import _read, read_migrations
 from workers.runtime import connect
 from workflows.contracts import WORKFLOWS_QUEUE
 from workflows.messages import (
@@ -33,6 +34,8 @@ from workflows.messages import (
     ReleaseRequest,
     ReleaseResult,
     ReleaseStatus,
+    SignedBundle,
+    SignedStatement,
     release_workflow_id,
     search_attributes_for,
 )
@@ -98,65 +101,40 @@ def pinned(name: str, text: str) -> PinnedText:
 @dataclass
 class PreparedRelease:
     spec: ReleaseSpec
-    request: ReleaseRequest
+    request: ReleaseRequest  # `start` still unsigned: `sign_start` signs it
+    digest: str  # the release digest approvers will sign
 
 
-def prepare_release(
-    spec_path: Path, inventory_path: Path, policy_path: Path, calendars_dir: Path
-) -> PreparedRelease:
-    """Validate like `spec validate` (CliError INVALID listing every error), then pin it all."""
-    from governance.policy import parse_policy
+def prepare_release(spec_path: Path, governance: SignedBundle) -> PreparedRelease:
+    """Read the spec against the governance bundle's policy, inventory and calendars, pin
+    the migrations, compute the release digest; CliError INVALID listing every error.
 
-    errors: list[str] = []
-    inventory = _parse_or_collect(inventory_path, parse_inventory, errors)
-    policy = _parse_or_collect(policy_path, parse_policy, errors)
-    calendars = _calendars(calendars_dir, errors)
-    spec_text = _read(spec_path)
-    spec: ReleaseSpec | None
+    The bundle's signatures are checked by the workflows worker against its trust root
+    (`finrelease governance verify` checks them locally).
+    """
     try:
-        spec = parse_spec(spec_text, inventory, policy, calendars)
+        bundle = parse_bundle(governance.bundle.encode("utf-8"))
+    except BundleRefused as exc:
+        raise CliError("the governance bundle is invalid", INVALID, [str(exc)]) from None
+    errors: list[str] = []
+    spec_text = _read(spec_path)
+    try:
+        spec = parse_spec(spec_text, bundle.inventory, bundle.policy, bundle.calendars)
     except ValidationFailed as exc:
-        errors += [str(p) if p.path else f"{spec_path}: {p}" for p in exc.problems]
-        spec = None
-    migrations = read_migrations(spec_path, spec, errors) if spec is not None else []
-    if errors or spec is None or inventory is None:
+        errors = [str(p) if p.path else f"{spec_path}: {p}" for p in exc.problems]
+        raise CliError("the release is invalid", INVALID, errors) from None
+    migrations = read_migrations(spec_path, spec, errors)
+    if errors:
         raise CliError("the release is invalid", INVALID, errors)
-    assert inventory is not None
-    used = {inventory.get(t).calendar for t in spec.tenants}
-    inventory_text = _inventory_of(_read(inventory_path), spec.tenants)
     request = ReleaseRequest(
         release_id=spec.release_id,
         spec=pinned(spec_path.name, spec_text),
-        inventory=pinned(inventory_path.name, inventory_text),
-        policy=pinned(policy_path.name, _read(policy_path)),
-        calendars=[pinned(name, _read(calendars_dir / f"{name}.yaml")) for name in sorted(used)],
+        governance=governance,
+        start=SignedStatement("", ""),
         migrations=migrations,
     )
-    _check_pinned_spec(spec, request, policy, calendars)
-    return PreparedRelease(spec, request)
-
-
-def _inventory_of(text: str, tenants: tuple[str, ...]) -> str:
-    """The inventory reduced to the release's tenants (the release needs no others)."""
-    document = yaml.safe_load(text)
-    wanted = set(tenants)
-    document["tenants"] = [t for t in document["tenants"] if t.get("name") in wanted]
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-
-
-def _check_pinned_spec(
-    spec: ReleaseSpec, request: ReleaseRequest, policy: Any, calendars: Any
-) -> None:
-    # The workflow re-parses the pinned texts: they must give the very spec validated here,
-    # or approvers would be shown one sha256 and the release would hold another.
-    pinned_spec = parse_spec(
-        request.spec.text, parse_inventory(request.inventory.text), policy, calendars
-    )
-    if pinned_spec.sha256 != spec.sha256:
-        raise CliError(
-            f"internal error: the pinned inventory changes the spec's sha256 "
-            f"({spec.sha256} -> {pinned_spec.sha256})"
-        )
+    digest = release_digest(spec, [(m.name, m.sql) for m in migrations], bundle)
+    return PreparedRelease(spec, request, digest)
 
 
 # ---------------------------------------------------------------- starting and finding

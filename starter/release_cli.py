@@ -23,6 +23,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from governance.identity import same_identity
 from starter.client_helpers import (
     FAILED,
     INVALID,
@@ -40,6 +41,7 @@ from starter.client_helpers import (
 )
 from starter.identity import IdentityMissing, resolve_actor
 from starter.safe_text import cell, printable
+from starter.signing_cli import Key, KeyVault, comment_from, governance_files, signed, signer_for
 from starter.status_view import render_status, status_lines
 from workflows.messages import (
     DECISIONS,
@@ -49,11 +51,7 @@ from workflows.messages import (
     RISK_CLASS,
     TENANTS,
     WORK_ITEM,
-    ApprovalRequest,
-    DecisionRequest,
-    OperatorRequest,
     Outcome,
-    ParkedRequest,
     ReleaseResult,
     ReleaseStatus,
 )
@@ -117,20 +115,39 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, request: Any) -
 
 
 def start(
-    spec: Annotated[Path, typer.Argument(help="release.yaml")],
-    inventory: Annotated[Path, typer.Option(help="tenants.yaml")],
-    policy: Annotated[Path, typer.Option(help="policy.yaml")],
-    calendars: Annotated[Path, typer.Option(help="directory of <name>.yaml calendars")],
+    spec: Annotated[Path, typer.Argument(help="release.yaml (migrations relative to it)")],
+    bundle: Annotated[
+        Path,
+        typer.Option(help="the signed governance bundle (signatures: BUNDLE*.sig beside it)"),
+    ],
+    signature: Annotated[
+        list[Path] | None, typer.Option("--signature", help="bundle signature files (repeatable)")
+    ] = None,
+    actor: As = None,
+    key: Key = None,
+    key_vault: KeyVault = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow to the outcome")] = False,
     json_output: Json = False,
 ) -> None:
-    """Validate locally, then start release-<id>; with --wait exit 0 only on Completed."""
-    try:
-        prepared = prepare_release(spec, inventory, policy, calendars)
-    except CliError as error:
-        _fail(str(error), error.code, error.details)
+    """Validate locally, sign the start statement as the requester, start release-<id>;
+    with --wait exit 0 only on Completed."""
 
     async def go() -> int:
+        prepared = prepare_release(spec, governance_files(bundle, signature))
+        requester = resolve_actor(actor)
+        if not same_identity(requester, prepared.spec.requested_by):
+            raise CliError(
+                f"the spec's requested_by is {prepared.spec.requested_by}; you are {requester}:"
+                " the requester signs the start",
+                INVALID,
+            )
+        prepared.request.start = signed(
+            signer_for(key, key_vault),
+            "start",
+            release_id=prepared.spec.release_id,
+            digest=prepared.digest,
+            actor=prepared.spec.requested_by,
+        )
         client = await connect_client()
         handle = await start_release(client, prepared)
         started = {
@@ -138,12 +155,14 @@ def start(
             "workflow_id": handle.id,
             "run_id": handle.result_run_id,
             "spec_sha256": prepared.spec.sha256,
+            "digest": prepared.digest,
             "ui": ui_link(client.namespace, handle.id),
         }
         if not json_output:
             typer.echo(f"started release {prepared.spec.release_id}")
             typer.echo(f"workflow id: {handle.id}")
             typer.echo(f"spec sha256: {prepared.spec.sha256}")
+            typer.echo(f"release digest (approvers sign it): {prepared.digest}")
             typer.echo(f"UI: {started['ui']}")
         if not wait:
             if json_output:
@@ -235,36 +254,71 @@ def watch(
 # ---------------------------------------------------------------- approvals
 
 
+async def _validated_status(handle: WorkflowHandle[Any, Any], release_id: str) -> ReleaseStatus:
+    """The status once the release has validated its governance (statements need its digest)."""
+    for _ in range(30):
+        current = await release_status(handle)
+        if current.digest or current.outcome:
+            break
+        await asyncio.sleep(1)
+    if not current.digest:
+        raise CliError(
+            f"release {release_id} has no release digest (phase {current.phase}"
+            + (f", outcome {current.outcome}" if current.outcome else "")
+            + "): nothing to sign"
+        )
+    return current
+
+
 def _decide_approval(
-    release_id: str, actor: str | None, role: str, comment: str, sha: str | None, approve: bool
+    release_id: str,
+    actor: str | None,
+    role: str,
+    comment: str,
+    digest: str,
+    approve: bool,
+    key: Path | None,
+    key_vault: str | None,
 ) -> None:
     async def go() -> str:
         approver = resolve_actor(actor)
+        sign = signer_for(key, key_vault)
         client = await connect_client()
         handle = release_handle(client, release_id)
-        current = await release_status(handle)
-        if not current.spec_sha256:
+        current = await _validated_status(handle, release_id)
+        if digest != current.digest:
             raise CliError(
-                f"release {release_id} has not validated its spec yet "
-                f"(phase {current.phase}); try again in a moment"
+                f"you reviewed digest {digest[:80]}, release {release_id} runs under "
+                f"{current.digest}: check what it covers with `finrelease governance digest`",
+                INVALID,
             )
-        seen = sha or current.spec_sha256
+        retrospective = approve and current.phase == "Reporting" and bool(current.missing)
+        kind = ("retro_approve" if retrospective else "approve") if approve else "reject"
         verb = "approving" if approve else "rejecting"
         typer.echo(printable(f"{verb} release {release_id} as {approver} ({role})"))
-        typer.echo(f"spec sha256: {seen}")
+        typer.echo(f"release digest: {current.digest}")
+        typer.echo(f"spec sha256: {current.spec_sha256}")
+        statement = signed(
+            sign, kind, release_id=release_id, digest=digest, actor=approver,
+            comment=comment, role=role,
+        )  # fmt: skip
         update = FinanceRelease.approve if approve else FinanceRelease.reject
-        verdict = await _update(handle, update, ApprovalRequest(approver, role, seen, comment))
+        verdict = await _update(handle, update, statement)
         return f"{'approved' if approve else 'rejected'}: {verdict.message}"
 
     typer.echo(printable(_execute(go())))
 
 
 Role = Annotated[str, typer.Option(help="the policy role you act in, e.g. platform")]
-Comment = Annotated[str, typer.Option(help="recorded in the evidence")]
-Sha = Annotated[
-    str | None,
+Comment = Annotated[str, typer.Option(help="recorded in the evidence (at most 2 KiB)")]
+CommentFile = Annotated[
+    Path | None, typer.Option("--comment-file", help="read the comment from a file")
+]
+Digest = Annotated[
+    str,
     typer.Option(
-        "--spec-sha256", help="the sha256 you reviewed (default: the release's, shown first)"
+        "--digest",
+        help="the release digest you reviewed (`finrelease governance digest`); never filled in",
     ),
 ]
 
@@ -272,23 +326,35 @@ Sha = Annotated[
 def approve(
     release_id: ReleaseId,
     role: Role,
+    digest: Digest,
     actor: As = None,
     comment: Comment = "",
-    spec_sha256: Sha = None,
+    comment_file: CommentFile = None,
+    key: Key = None,
+    key_vault: KeyVault = None,
 ) -> None:
-    """Approve a release in a role; the approval is bound to the spec sha256 shown."""
-    _decide_approval(release_id, actor, role, comment, spec_sha256, approve=True)
+    """Approve a release in a role: a signed statement over the release digest you reviewed."""
+    text = _execute(_comment(comment, comment_file))
+    _decide_approval(release_id, actor, role, text, digest, True, key, key_vault)
 
 
 def reject(
     release_id: ReleaseId,
     role: Role,
+    digest: Digest,
     actor: As = None,
     comment: Comment = "",
-    spec_sha256: Sha = None,
+    comment_file: CommentFile = None,
+    key: Key = None,
+    key_vault: KeyVault = None,
 ) -> None:
     """Reject a release in a role: one eligible rejection ends it."""
-    _decide_approval(release_id, actor, role, comment, spec_sha256, approve=False)
+    text = _execute(_comment(comment, comment_file))
+    _decide_approval(release_id, actor, role, text, digest, False, key, key_vault)
+
+
+async def _comment(comment: str, comment_file: Path | None) -> str:
+    return comment_from(comment, comment_file)
 
 
 # ---------------------------------------------------------------- operator controls
@@ -297,37 +363,61 @@ def reject(
 Reason = Annotated[str, typer.Option(help="why; recorded in the evidence")]
 
 
-def _operator_command(update: Any, doc: str) -> Callable[..., None]:
-    def command(release_id: ReleaseId, actor: As = None, reason: Reason = "") -> None:
-        async def go() -> str:
-            request = OperatorRequest(resolve_actor(actor), reason)
-            client = await connect_client()
-            return str(await _update(release_handle(client, release_id), update, request))
+async def _operate(
+    release_id: str,
+    action: str,
+    actor: str | None,
+    reason: str,
+    key: Path | None,
+    key_vault: str | None,
+    **extra: str,
+) -> str:
+    """Sign `action` as the operator over the release's digest and send it."""
+    operator = resolve_actor(actor)
+    sign = signer_for(key, key_vault)
+    client = await connect_client()
+    handle = release_handle(client, release_id)
+    current = await _validated_status(handle, release_id)
+    if action == "promote" and "wave" not in extra:
+        waiting = [w.name for w in current.waves if w.state == "awaiting_promotion"]
+        if not waiting:
+            raise CliError(f"release {release_id}: no wave is waiting for promotion", REFUSED)
+        extra["wave"] = waiting[0]
+    statement = signed(
+        sign, action, release_id=release_id, digest=current.digest, actor=operator,
+        comment=reason, **extra,
+    )  # fmt: skip
+    return str(await _update(handle, getattr(FinanceRelease, action), statement))
 
-        typer.echo(printable(_execute(go())))
+
+def _operator_command(action: str, doc: str) -> Callable[..., None]:
+    def command(
+        release_id: ReleaseId,
+        actor: As = None,
+        reason: Reason = "",
+        key: Key = None,
+        key_vault: KeyVault = None,
+    ) -> None:
+        typer.echo(printable(_execute(_operate(release_id, action, actor, reason, key, key_vault))))
 
     command.__doc__ = doc
     return command
 
 
-pause = _operator_command(FinanceRelease.pause, "Pause: no new step starts until resume.")
-resume = _operator_command(FinanceRelease.resume, "Resume a paused release.")
-promote = _operator_command(FinanceRelease.promote, "Promote the wave waiting for promotion.")
+pause = _operator_command("pause", "Pause: no new step starts until resume.")
+resume = _operator_command("resume", "Resume a paused release.")
+promote = _operator_command("promote", "Promote the wave waiting for promotion.")
 
 
 def abort(
     release_id: ReleaseId,
     reason: Annotated[str, typer.Option(help="why (required, recorded in the evidence)")],
     actor: As = None,
+    key: Key = None,
+    key_vault: KeyVault = None,
 ) -> None:
     """Abort: no new tenant starts; deployed tenants are compensated per on_failure."""
-
-    async def go() -> str:
-        request = OperatorRequest(resolve_actor(actor), reason)
-        client = await connect_client()
-        return str(await _update(release_handle(client, release_id), FinanceRelease.abort, request))
-
-    typer.echo(printable(_execute(go())))
+    typer.echo(printable(_execute(_operate(release_id, "abort", actor, reason, key, key_vault))))
 
 
 def decide(
@@ -336,18 +426,16 @@ def decide(
     tenant: Annotated[str, typer.Option(help="the tenant waiting for a decision")],
     actor: As = None,
     reason: Reason = "",
+    key: Key = None,
+    key_vault: KeyVault = None,
 ) -> None:
     """Answer a tenant waiting because journal entries were written since its backup."""
     if choice not in DECISIONS:
-        _fail(f"choice must be one of {', '.join(DECISIONS)}, not {choice!r}", INVALID)
-
-    async def go() -> str:
-        request = DecisionRequest(tenant, choice, resolve_actor(actor), reason)
-        client = await connect_client()
-        handle = release_handle(client, release_id)
-        return str(await _update(handle, FinanceRelease.decide, request))
-
-    typer.echo(printable(_execute(go())))
+        _fail(f"choice must be one of {', '.join(DECISIONS)}, not {choice[:40]!r}", INVALID)
+    going = _operate(
+        release_id, "decide", actor, reason, key, key_vault, tenant=tenant, choice=choice
+    )
+    typer.echo(printable(_execute(going)))
 
 
 def resolve(
@@ -356,18 +444,16 @@ def resolve(
     tenant: Annotated[str, typer.Option(help="the parked tenant")],
     actor: As = None,
     reason: Reason = "",
+    key: Key = None,
+    key_vault: KeyVault = None,
 ) -> None:
     """Answer a parked tenant (its preparation could not run): retry it, or leave it out."""
     if choice not in PARK_CHOICES:
         _fail(f"choice must be one of {', '.join(PARK_CHOICES)}, not {choice[:40]!r}", INVALID)
-
-    async def go() -> str:
-        request = ParkedRequest(tenant, choice, resolve_actor(actor), reason)
-        client = await connect_client()
-        handle = release_handle(client, release_id)
-        return str(await _update(handle, FinanceRelease.resolve, request))
-
-    typer.echo(_execute(go()))
+    going = _operate(
+        release_id, "resolve", actor, reason, key, key_vault, tenant=tenant, choice=choice
+    )
+    typer.echo(printable(_execute(going)))
 
 
 # ---------------------------------------------------------------- list

@@ -39,9 +39,10 @@ from workflows.contracts import (
     WorkItemReport,
     WorkItemReportResult,
 )
-from workflows.registry import WORKFLOWS, TenantLockActivities
+from workflows.registry import WORKFLOW_RUNNER, WORKFLOWS, TenantLockActivities
 from workflows.worker_config import (
     DEMO_CLOCK_VARIABLE,
+    TRUST_ROOT_VARIABLE,
     WorkerConfigActivities,
     config_from_environment,
 )
@@ -89,7 +90,13 @@ def _require_blob_storage(environ: Mapping[str, str], queue: str) -> None:
 
 def check_environment(name: str, environ: Mapping[str, str] = os.environ) -> None:
     """Raise MissingConfiguration naming the first variable queue `name` lacks."""
-    if name == "db":
+    if name == "workflows":
+        if not environ.get(TRUST_ROOT_VARIABLE):
+            raise MissingConfiguration(
+                f"workflows worker: set {TRUST_ROOT_VARIABLE} to the trust root file (threshold"
+                " and governance administrators' public keys) that governance bundles must satisfy"
+            )
+    elif name == "db":
         if not aliases_in(environ):
             raise MissingConfiguration(
                 "db worker: set FINRELEASE_PG_<ALIAS>_DSN for every db_server alias of the "
@@ -174,13 +181,17 @@ def workflows_worker(
     worker's configuration (routing under `prefix`, demo clock) served to the workflows."""
     check_environment("workflows", environ)
     lock = TenantLockActivities(client)
-    config = config_from_environment(environ, prefix)
+    try:
+        config = config_from_environment(environ, prefix)
+    except ValueError as error:
+        raise MissingConfiguration(f"workflows worker: {error}") from None
     if config.demo_clock:
         log.warning("demo clock: releases may set simulated_start", variable=DEMO_CLOCK_VARIABLE)
     worker = Worker(
         client,
         task_queue=queue_name(WORKFLOWS_QUEUE, prefix),
         workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[*lock.activities(), *WorkerConfigActivities(config).activities()],
         interceptors=_worker_interceptors(client),
         graceful_shutdown_timeout=grace,

@@ -1,11 +1,11 @@
 """Approval attempts of one release, through `governance.ApprovalState`, into status and evidence.
 
-The `approve`/`reject` updates land here (there are no signals of those names: a signal
-would skip the update validators). Refused attempts are never silently dropped, but a flood
-must not push history, status or evidence past Temporal's payload limits: the first
-`REFUSALS_IN_FULL` are kept in full (status and evidence), every one is counted per reason,
-and once `MAX_RECORDED_REFUSALS` are on record the update validator refuses further
-would-be refusals before they enter history (`flood_refusal`).
+The `approve`/`reject` updates land here once their validator verified the signed statement
+and found the attempt eligible (there are no signals of those names: a signal would skip the
+validators), so a refused attempt never enters history and no flood of them can grow it.
+An attempt can still be refused here when two raced within one workflow task (the second
+finds the quorum full): such refusals are counted per reason, the first `REFUSALS_IN_FULL`
+kept in full, so status and evidence stay bounded whatever happens.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from governance.policy import Approval, ApprovalPolicy, ApprovalState, Rejection, RiskRule, Verdict
-from workflows.messages import ApprovalRequest, ApprovalVerdict, GivenApproval, RefusedAttempt
+from workflows.messages import ApprovalVerdict, GivenApproval, RefusedAttempt
 
 RETROSPECTIVE_ROLE = "release_manager"
 RETROSPECTIVE_WINDOW = timedelta(hours=24)
 REFUSALS_IN_FULL = 5
-MAX_RECORDED_REFUSALS = 100
 
 Recorder = Callable[[str, dict[str, Any], str], None]
 
@@ -50,33 +49,11 @@ class ApprovalDesk:
         state = ApprovalState(retro_policy, "emergency", requester, spec_sha256, deadline)
         return cls(state, record, "retrospective_approval")
 
-    def approve(self, request: ApprovalRequest, at: datetime) -> ApprovalVerdict:
-        attempt = Approval(request.approver, request.role, request.spec_sha256, at, request.comment)
-        return self._note(attempt, self.state.approve(attempt), self._kind)
-
-    def reject(self, request: ApprovalRequest, at: datetime) -> ApprovalVerdict:
-        attempt = Rejection(
-            request.approver, request.role, request.spec_sha256, at, request.comment
-        )
-        return self._note(attempt, self.state.reject(attempt), "rejection")
-
-    def flood_refusal(self, request: ApprovalRequest, at: datetime, approve: bool) -> str:
-        """For the update validator: why an attempt that would only be refused again is not
-        even recorded, once `MAX_RECORDED_REFUSALS` are on record ("" otherwise)."""
-        if sum(self.refused_counts.values()) < MAX_RECORDED_REFUSALS:
-            return ""
-        args = (request.approver, request.role, request.spec_sha256, at, request.comment)
-        verdict = (
-            self.state.check_approval(Approval(*args))
-            if approve
-            else self.state.check_rejection(Rejection(*args))
-        )
-        if verdict.accepted:
-            return ""
-        return (
-            f"refused ({verdict.code}): {verdict.message}; not recorded, "
-            f"{MAX_RECORDED_REFUSALS} refused attempts are on record already"
-        )
+    def take(self, attempt: Approval | Rejection, signed: dict[str, str]) -> ApprovalVerdict:
+        """Count a verified attempt; `signed` (statement and signature) goes into the evidence."""
+        if isinstance(attempt, Rejection):
+            return self._note(attempt, self.state.reject(attempt), "rejection", signed)
+        return self._note(attempt, self.state.approve(attempt), self._kind, signed)
 
     def given(self) -> list[GivenApproval]:
         return [GivenApproval(a.approver, a.role, a.at.isoformat()) for a in self.state.approvals]
@@ -94,7 +71,9 @@ class ApprovalDesk:
             for attempt, verdict in self.state.refused[:REFUSALS_IN_FULL]
         ]
 
-    def _note(self, attempt: Approval | Rejection, verdict: Verdict, kind: str) -> ApprovalVerdict:
+    def _note(
+        self, attempt: Approval | Rejection, verdict: Verdict, kind: str, signed: dict[str, str]
+    ) -> ApprovalVerdict:
         if not verdict.accepted:
             self.refused_counts[verdict.code] += 1
             refusals = sum(self.refused_counts.values())
@@ -112,6 +91,7 @@ class ApprovalDesk:
             "comment": attempt.comment,
             "code": verdict.code,
             "message": verdict.message,
+            **signed,
         }
         self._record(kind if verdict.accepted else f"{kind}_refused", data, attempt.approver)
         return ApprovalVerdict(verdict.accepted, verdict.code, verdict.message)

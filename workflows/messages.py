@@ -81,23 +81,51 @@ class PinnedText:
 
 
 @dataclass
+class SignedStatement:
+    """A human action as `governance.statements` defines it: the canonical statement, its
+    SSHSIG, and the comment (or reason) whose sha256 the statement signs (at most 2 KiB).
+
+    Every update that a control counts takes one: approve, reject (kinds approve/reject, or
+    retro_approve for the retrospective approval), pause, resume, promote, abort, decide,
+    resolve. Who acts and in which role, wave, tenant or choice is read from the statement,
+    never from a field beside it.
+    """
+
+    statement: str
+    signature: str
+    comment: str = ""
+
+
+@dataclass
+class SignedBundle:
+    """The governance bundle (canonical JSON text) and its administrators' signatures."""
+
+    bundle: str
+    signatures: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ReleaseRequest:
     """Everything the release needs, pinned: editing the files later never changes it.
 
+    Policy, members' keys, calendars and inventory come in `governance`, a bundle signed K of
+    N by governance administrators; the workflows worker checks it against its own trust root
+    (FINRELEASE_TRUST_ROOT), never one sent here. `start` is the requester's signed start
+    statement over the release digest (`governance.release_digest`): the spec's
+    `requested_by` must be its signer.
+
     Task queues are not chosen here: they come from the workflows worker's configuration
-    (`workflows.worker_config`); a `queues` field sent by an old caller is ignored by the
-    data converter (sdk-python converter `value_to_type`: "Unknown fields are silently
-    ignored") and the routing in force is recorded in the evidence. `simulated_start`
-    makes the release's clock read as if it had started at that instant (calendar drills
-    and tests); it is refused as Invalid unless the workflows worker runs with
-    FINRELEASE_DEMO_CLOCK=1, and shown in status and evidence when used.
+    (`workflows.worker_config`); a field sent by an old caller (`queues`, `policy`, ...) is
+    ignored by the data converter (sdk-python converter `value_to_type`: "Unknown fields are
+    silently ignored"). `simulated_start` makes the release's clock read as if it had started
+    at that instant (calendar drills and tests); it is refused as Invalid unless the
+    workflows worker runs with FINRELEASE_DEMO_CLOCK=1, and shown in status and evidence.
     """
 
     release_id: str
     spec: PinnedText
-    inventory: PinnedText  # only the release's tenants
-    policy: PinnedText
-    calendars: list[PinnedText]
+    governance: SignedBundle
+    start: SignedStatement
     migrations: list[MigrationScript] = field(default_factory=list)
     simulated_start: str = ""
     link: str = ""  # where people find the release (UI URL), used in notifications
@@ -117,51 +145,13 @@ class ReleaseResult:
 
 
 @dataclass
-class ApprovalRequest:
-    approver: str
-    role: str
-    spec_sha256: str
-    comment: str = ""
-
-
-@dataclass
 class ApprovalVerdict:
     accepted: bool
     code: str
     message: str
 
 
-@dataclass
-class OperatorRequest:
-    """pause / resume / promote / abort: who asks and why."""
-
-    operator: str
-    reason: str = ""
-
-
-@dataclass
-class DecisionRequest:
-    """An operator's answer when entries were written since the backup."""
-
-    tenant: str
-    choice: str  # restore | fix_forward
-    operator: str
-    reason: str = ""
-
-
 DECISIONS = ("restore", "fix_forward")
-
-
-@dataclass
-class ParkedRequest:
-    """An operator's answer for a parked tenant (its preparation could not run)."""
-
-    tenant: str
-    choice: str  # retry | leave_out
-    operator: str
-    reason: str = ""
-
-
 PARK_CHOICES = ("retry", "leave_out")
 
 
@@ -221,3 +211,7 @@ class ReleaseStatus:
     simulated_start: str = ""  # set when the release runs on a demo clock (never in production)
     # every refused approval attempt per reason code; `refused` holds only the first few
     refused_counts: dict[str, int] = field(default_factory=dict)
+    # the release digest statements sign (spec, migrations' content, image, inventory of the
+    # release's tenants, policy, members' keys, calendars); empty until validated
+    digest: str = ""
+    governance_serial: int = 0

@@ -9,6 +9,7 @@ tenant seals its own chain, and the release records where it is and its head has
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,13 +17,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from governance.calendar import parse_calendar
     from governance.evidence import EvidenceChain
-    from governance.inventory import Tenant, parse_inventory
-    from governance.policy import ApprovalPolicy, ApprovalState, parse_policy
-    from governance.problems import ValidationFailed
-    from governance.spec import ReleaseSpec, parse_spec
+    from governance.inventory import Tenant
+    from governance.policy import Approval, ApprovalState, Rejection
+    from governance.spec import ReleaseSpec
+    from governance.statements import VerifiedStatement
     from workflows.approvals import RETROSPECTIVE_ROLE, RETROSPECTIVE_WINDOW, ApprovalDesk
+    from workflows.authority import NotEstablished, ReleaseAuthority, establish, statement_record
     from workflows.children import TenantChildren
     from workflows.contracts import (
         TENANT_BUNDLES,
@@ -43,19 +44,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import cause
     from workflows.messages import (
         APPROVAL_REFUSED,
-        DECISIONS,
-        PARK_CHOICES,
         RELEASE_PHASE,
-        ApprovalRequest,
         ApprovalVerdict,
-        DecisionRequest,
-        OperatorRequest,
         Outcome,
-        ParkedRequest,
         Phase,
         ReleaseRequest,
         ReleaseResult,
         ReleaseStatus,
+        SignedStatement,
         TenantState,
         WaveStatus,
         tenant_workflow_id,
@@ -76,8 +72,6 @@ with workflow.unsafe.imports_passed_through():
         TenantReport,
     )
     from workflows.validation import (
-        check_attempt,
-        check_identity,
         check_text,
         pin_problems,
         release_problems,
@@ -88,6 +82,14 @@ with workflow.unsafe.imports_passed_through():
 
 OBSERVABILITY_RECHECK = timedelta(minutes=5)
 TENANT_LINKS_PER_ENTRY = 200
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """A verified operator action the release keeps (abort): who, and why."""
+
+    operator: str
+    reason: str
 
 
 class ReleaseEnded(Exception):
@@ -111,7 +113,8 @@ class FinanceRelease:
         self._desk: ApprovalDesk | None = None
         self._retro: ApprovalDesk | None = None
         self._paused = False
-        self._abort: OperatorRequest | None = None
+        self._abort: OperatorAction | None = None
+        self._authority: ReleaseAuthority | None = None
         self._promotions = 0
         self._next_timer: tuple[str, str] = ("", "")
         self._last_error = ""
@@ -145,7 +148,8 @@ class FinanceRelease:
         return await self._seal_and_report(outcome, reason, [])
 
     async def _validate(self, request: ReleaseRequest) -> None:
-        """Parse the pinned documents with governance; bad input ends as Invalid, untouched."""
+        """Trust the governance bundle, read the spec against it and check the requester's
+        signature; bad or untrusted input ends as Invalid, nothing touched."""
         self._set_phase(Phase.VALIDATING)
         config = await fetch_worker_config()
         self._queues = dict(config.queues)
@@ -156,41 +160,48 @@ class FinanceRelease:
         problems += pin_problems(request)
         if not problems:
             try:
-                self._inventory = parse_inventory(request.inventory.text)
-                self._policy = parse_policy(request.policy.text)
-                self._calendars = {
-                    c.name: parse_calendar(c.text, c.name) for c in request.calendars
-                }
-                self._spec = parse_spec(
-                    request.spec.text, self._inventory, self._policy, self._calendars
-                )
-            except ValidationFailed as failed:
-                problems = [str(p) for p in failed.problems]
+                self._authority = establish(request, config.trust_root, workflow.now())
+            except NotEstablished as refused:
+                problems = refused.problems
         if not problems:
-            problems = release_problems(
-                request, self._spec, self._inventory, self._policy, self._calendars
-            )
+            authority = self._authority
+            assert authority is not None
+            self._inventory = authority.bundle.inventory
+            self._policy = authority.bundle.policy
+            self._calendars = authority.bundle.calendars
+            self._spec = authority.spec
+            problems = release_problems(request, self._spec, self._policy)
         if problems:
+            self._authority = None
             self._record("invalid", {"problems": problems})
             raise ReleaseEnded(
                 Outcome.INVALID, f"{len(problems)} problem(s) in the release", problems
             )
-        spec = self._spec
-        assert spec is not None
+        spec, authority = self._spec, self._authority
+        assert spec is not None and authority is not None
         self._record(
             "release",
             {
                 "spec_sha256": spec.sha256,
                 "spec": spec.canonical(),
-                "pinned": {
-                    p.name: p.sha256
-                    for p in [request.spec, request.inventory, request.policy, *request.calendars]
+                "digest": authority.digest,
+                "governance": {
+                    "bundle_digest": authority.bundle.digest,
+                    "serial": authority.bundle.serial,
+                    "signed_by": list(authority.signed_by),
+                    # what `evidence verify` re-checks every statement against, offline
+                    "policy": authority.bundle.texts["policy"],
+                    "members": {
+                        who: [key.openssh() for key in keys]
+                        for who, keys in authority.bundle.members.items()
+                    },
                 },
                 "migrations": {m.name: m.sha256 for m in request.migrations},
                 "simulated_start": request.simulated_start,
                 "routing": dict(sorted(self._queues.items())),
             },
         )
+        self._record("start", statement_record(request.start), authority.requester.identity)
         if self._simulated_start:
             self._record(
                 "simulated_clock",
@@ -228,7 +239,10 @@ class FinanceRelease:
         assert spec is not None
         self._set_phase(Phase.AWAITING_APPROVAL)
         deadline = self.now() + self._policy.approval_timeout
-        state = ApprovalState(self._policy, spec.risk, spec.requested_by, spec.sha256, deadline)
+        authority = self._authority
+        assert authority is not None
+        requester = authority.requester.identity
+        state = ApprovalState(self._policy, spec.risk, requester, authority.digest, deadline)
         self._desk = ApprovalDesk(state, self._record)
         self._next_timer = (deadline.isoformat(), "approval deadline")
         await self._notify(
@@ -467,8 +481,10 @@ class FinanceRelease:
         assert spec is not None
         self._set_phase(Phase.REPORTING)
         deadline = self.now() + RETROSPECTIVE_WINDOW
+        authority = self._authority
+        assert authority is not None
         self._retro = ApprovalDesk.retrospective(
-            self._policy, spec.requested_by, spec.sha256, deadline, self._record
+            self._policy, authority.requester.identity, authority.digest, deadline, self._record
         )
         retro = self._retro.state
         managers = list(self._policy.approvers.get(RETROSPECTIVE_ROLE, ()))
@@ -639,40 +655,25 @@ class FinanceRelease:
         self._set_tenant(report.tenant, report.state, report.detail, report.lock_holder)
 
     # --- approvals ---------------------------------------------------------------------------
+    # Each attempt is a signed statement, verified in the validator: an unsigned, forged,
+    # expired or replayed statement, or one by someone the policy does not allow, is refused
+    # before it enters history. The handler verifies again (it replays) and counts it.
 
     @workflow.update
-    async def approve(self, request: ApprovalRequest) -> ApprovalVerdict:
-        verdict = await self._attempt(request, approve=True)
-        if not verdict.accepted:
-            raise ApplicationError(
-                verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
-            )
-        return verdict
+    def approve(self, signed: SignedStatement) -> ApprovalVerdict:
+        return self._attempt(signed, approve=True)
 
     @approve.validator
-    def _check_approve(self, request: ApprovalRequest) -> None:
-        check_attempt(request)
-        self._check_flood(request, approve=True)
+    def _check_approve(self, signed: SignedStatement) -> None:
+        self._eligible(signed, approve=True)
 
     @workflow.update
-    async def reject(self, request: ApprovalRequest) -> ApprovalVerdict:
-        verdict = await self._attempt(request, approve=False)
-        if not verdict.accepted:
-            raise ApplicationError(
-                verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
-            )
-        return verdict
+    def reject(self, signed: SignedStatement) -> ApprovalVerdict:
+        return self._attempt(signed, approve=False)
 
     @reject.validator
-    def _check_reject(self, request: ApprovalRequest) -> None:
-        check_attempt(request)
-        self._check_flood(request, approve=False)
-
-    def _check_flood(self, request: ApprovalRequest, approve: bool) -> None:
-        desk = self._attempt_desk()
-        refusal = desk.flood_refusal(request, self.now(), approve) if desk else ""
-        if refusal:
-            raise ValueError(refusal)
+    def _check_reject(self, signed: SignedStatement) -> None:
+        self._eligible(signed, approve=False)
 
     def _attempt_desk(self) -> ApprovalDesk | None:
         """The desk an attempt goes to: the approvals, or the retrospective one after them."""
@@ -681,142 +682,205 @@ class FinanceRelease:
             return self._retro
         return desk
 
-    async def _attempt(self, request: ApprovalRequest, approve: bool) -> ApprovalVerdict:
-        # an attempt may arrive before validation has opened the approvals
-        await workflow.wait_condition(lambda: self._desk is not None or self._closed)
+    def _attempt_kind(self, desk: ApprovalDesk, approve: bool) -> str:
+        if not approve:
+            return "reject"
+        return "retro_approve" if desk is self._retro else "approve"
+
+    def _eligible(self, signed: SignedStatement, approve: bool) -> VerifiedStatement:
+        """The verified statement of an attempt the approval rules would accept; ValueError
+        naming the reason otherwise (the update is refused, nothing is recorded)."""
+        check_text("comment", signed.comment)
+        authority = self._open_authority()
         desk = self._attempt_desk()
         if desk is None:
-            return ApprovalVerdict(False, "decided", f"release ended: {self._outcome}")
-        if approve:
-            return desk.approve(request, self.now())
-        return desk.reject(request, self.now())
+            raise ValueError(f"approvals are not open (phase {self._phase}); try again shortly")
+        verified = authority.verify(signed, self._attempt_kind(desk, approve), workflow.now())
+        attempt = self._as_attempt(verified, signed, approve)
+        state = desk.state
+        verdict = (
+            state.check_approval(attempt)  # type: ignore[arg-type]
+            if approve
+            else state.check_rejection(attempt)  # type: ignore[arg-type]
+        )
+        if not verdict.accepted:
+            raise ValueError(f"refused ({verdict.code}): {verdict.message}")
+        return verified
+
+    def _as_attempt(
+        self, verified: VerifiedStatement, signed: SignedStatement, approve: bool
+    ) -> Approval | Rejection:
+        authority = self._authority
+        assert authority is not None
+        kind = Approval if approve else Rejection
+        role = verified.statement.role or ""
+        return kind(verified.identity, role, authority.digest, self.now(), signed.comment)
+
+    def _attempt(self, signed: SignedStatement, approve: bool) -> ApprovalVerdict:
+        authority, desk = self._authority, self._attempt_desk()
+        assert authority is not None and desk is not None  # the validator saw to it
+        verified = authority.accept(signed, self._attempt_kind(desk, approve), workflow.now())
+        attempt = self._as_attempt(verified, signed, approve)
+        verdict = desk.take(attempt, statement_record(signed))
+        if not verdict.accepted:  # only when two attempts raced in one workflow task
+            raise ApplicationError(
+                verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
+            )
+        return verdict
+
+    def _open_authority(self) -> ReleaseAuthority:
+        if self._closed:
+            raise ValueError(f"the release has ended: {self._outcome}")
+        if self._authority is None:
+            raise ValueError(
+                f"the release has not validated its governance yet (phase {self._phase});"
+                " try again shortly"
+            )
+        return self._authority
 
     # --- operator controls -------------------------------------------------------------------
+    # pause, resume, promote, abort, decide, resolve: a signed statement of that kind by a
+    # member of an operator role (workflows.operators); the requester never promotes.
 
     @workflow.update
-    def pause(self, request: OperatorRequest) -> str:
+    def pause(self, signed: SignedStatement) -> str:
+        operator = self._operator_accepts(signed, "pause")
         self._paused = True
-        self._record("paused", {"reason": request.reason}, request.operator)
+        self._record("paused", self._operator_record(signed), operator)
         return "paused: no new step starts until resume"
 
     @pause.validator
-    def _check_pause(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "pause", request.reason)
+    def _check_pause(self, signed: SignedStatement) -> None:
+        self._check_operator(signed, "pause")
         if self._paused:
             raise ValueError("the release is already paused")
 
     @workflow.update
-    def resume(self, request: OperatorRequest) -> str:
+    def resume(self, signed: SignedStatement) -> str:
+        operator = self._operator_accepts(signed, "resume")
         self._paused = False
-        self._record("resumed", {"reason": request.reason}, request.operator)
+        self._record("resumed", self._operator_record(signed), operator)
         return "resumed"
 
     @resume.validator
-    def _check_resume(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "resume", request.reason)
+    def _check_resume(self, signed: SignedStatement) -> None:
+        self._check_operator(signed, "resume")
         if not self._paused:
             raise ValueError("the release is not paused")
 
     @workflow.update
-    def promote(self, request: OperatorRequest) -> str:
+    def promote(self, signed: SignedStatement) -> str:
+        operator = self._operator_accepts(signed, "promote")
         self._promotions += 1
-        self._record("promote", {"reason": request.reason}, request.operator)
+        self._record("promote", self._operator_record(signed), operator)
         return f"promotion {self._promotions} recorded"
 
     @promote.validator
-    def _check_promote(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "promote", request.reason)
-        if not any(s == "awaiting_promotion" for s in self._wave_state.values()):
+    def _check_promote(self, signed: SignedStatement) -> None:
+        verified = self._check_operator(signed, "promote")
+        waiting = [w for w, state in self._wave_state.items() if state == "awaiting_promotion"]
+        if not waiting:
             raise ValueError("no wave is waiting for promotion")
+        if verified.statement.wave != waiting[0]:
+            raise ValueError(
+                f"the statement promotes wave {verified.statement.wave!r}; "
+                f"the wave waiting for promotion is {waiting[0]!r}"
+            )
 
     @workflow.update
-    def abort(self, request: OperatorRequest) -> str:
-        self._abort = request
-        self._record("abort", {"reason": request.reason}, request.operator)
+    def abort(self, signed: SignedStatement) -> str:
+        operator = self._operator_accepts(signed, "abort")
+        self._abort = OperatorAction(operator, signed.comment)
+        self._record("abort", self._operator_record(signed), operator)
         return "aborting: deployed tenants are compensated per on_failure"
 
     @abort.validator
-    def _check_abort(self, request: OperatorRequest) -> None:
-        self._check_operator(request.operator, "abort", request.reason)
-        if not request.reason:
-            raise ValueError("abort needs a reason")
+    def _check_abort(self, signed: SignedStatement) -> None:
+        self._check_operator(signed, "abort")
+        if not signed.comment:
+            raise ValueError("abort needs a reason (the statement's comment)")
         if self._abort is not None:
             raise ValueError("the release is already aborting")
 
     @workflow.update
-    async def decide(self, request: DecisionRequest) -> str:
-        decision = TenantDecision(request.choice, request.operator, request.reason)
-        await self._children.signal(request.tenant, "decide", decision)
-        return f"{request.choice} sent to {request.tenant}"
+    async def decide(self, signed: SignedStatement) -> str:
+        verified = self._accepted(signed, "decide")
+        operator, statement = verified.identity, verified.statement
+        tenant, choice = statement.tenant or "", statement.choice or ""
+        self._record(
+            "decision",
+            {"tenant": tenant, "choice": choice, **self._operator_record(signed)},
+            operator,
+        )
+        decision = TenantDecision(choice, operator, signed.comment)
+        await self._children.signal(tenant, "decide", decision)
+        return f"{choice} sent to {tenant}"
 
     @decide.validator
-    def _check_decide(self, request: DecisionRequest) -> None:
-        self._check_operator(request.operator, "decide", request.reason)
-        if request.choice not in DECISIONS:
-            raise ValueError(
-                f"choice must be one of {', '.join(DECISIONS)}, not {request.choice[:32]!r}"
-            )
-        state = self._tenants.get(request.tenant)
+    def _check_decide(self, signed: SignedStatement) -> None:
+        statement = self._check_operator(signed, "decide").statement
+        state = self._tenants.get(statement.tenant or "")
         if state is None or state.state != TenantPhase.AWAITING_DECISION:
-            raise ValueError(f"tenant {request.tenant[:64]!r} is not waiting for a decision")
+            raise ValueError(f"tenant {statement.tenant!r} is not waiting for a decision")
 
     @workflow.update
-    async def resolve(self, request: ParkedRequest) -> str:
+    async def resolve(self, signed: SignedStatement) -> str:
         """Answer for a parked tenant: `retry` its preparation, or `leave_out` of this release."""
+        verified = self._accepted(signed, "resolve")
+        operator, statement = verified.identity, verified.statement
+        tenant, choice = statement.tenant or "", statement.choice or ""
         self._record(
             "parked_resolved",
-            {"tenant": request.tenant, "choice": request.choice, "reason": request.reason},
-            request.operator,
+            {"tenant": tenant, "choice": choice, **self._operator_record(signed)},
+            operator,
         )
         # no longer parked from here on (parking again is announced again)
-        self._set_tenant(request.tenant, TenantPhase.PREPARING, f"{request.choice} requested")
-        self._announced_parked.discard(request.tenant)
-        resolution = ParkResolution(request.choice, request.operator, request.reason)
-        await self._children.signal(request.tenant, "resolve_parked", resolution)
-        return f"{request.choice} sent to {request.tenant}"
+        self._set_tenant(tenant, TenantPhase.PREPARING, f"{choice} requested")
+        self._announced_parked.discard(tenant)
+        resolution = ParkResolution(choice, operator, signed.comment)
+        await self._children.signal(tenant, "resolve_parked", resolution)
+        return f"{choice} sent to {tenant}"
 
     @resolve.validator
-    def _check_resolve(self, request: ParkedRequest) -> None:
-        self._check_operator(request.operator, "resolve", request.reason)
-        if request.choice not in PARK_CHOICES:
-            raise ValueError(
-                f"choice must be one of {', '.join(PARK_CHOICES)}, not {request.choice[:40]!r}"
-            )
-        if not self._parked(request.tenant):
-            raise ValueError(f"tenant {request.tenant[:80]!r} is not parked")
+    def _check_resolve(self, signed: SignedStatement) -> None:
+        statement = self._check_operator(signed, "resolve").statement
+        tenant = statement.tenant or ""
+        if not self._parked(tenant):
+            raise ValueError(f"tenant {tenant!r} is not parked")
         spec = self._spec
         rule = self._policy.risk[spec.risk] if spec else None
         canary = self._waves[0][1][0] if getattr(self, "_waves", None) else ""
-        if request.choice == "leave_out" and rule and rule.rehearse != "all":
-            if request.tenant == canary:
+        if statement.choice == "leave_out" and rule and rule.rehearse != "all":
+            if tenant == canary:
                 raise ValueError(
                     f"{canary} is the canary: the release's only rehearsal is its own, so it"
                     " cannot be left out; retry it or abort the release"
                 )
 
-    def _check_operator(self, operator: str, action: str, reason: str = "") -> None:
-        if not operator:
-            raise ValueError("operator is required")
-        check_identity("operator", operator)
-        check_text("reason", reason)
-        if self._closed:
-            raise ValueError(f"the release has ended: {self._outcome}")
-        requester = self._spec.requested_by if self._spec else ""
-        refusal = operator_refusal(self._operator_policy(), operator, action, requester)
+    def _check_operator(self, signed: SignedStatement, action: str) -> VerifiedStatement:
+        """The verified statement of an operator allowed to `action`; ValueError otherwise."""
+        check_text("reason", signed.comment)
+        authority = self._open_authority()
+        verified = authority.verify(signed, action, workflow.now())
+        refusal = operator_refusal(
+            self._policy, verified.identity, action, authority.requester.identity
+        )
         if refusal:
             raise ValueError(refusal)
+        return verified
 
-    def _operator_policy(self) -> ApprovalPolicy | None:
-        """The policy operator actions are checked against. An update may arrive with the
-        start, before `run` parsed it: then it is parsed here, purely, from the pinned text
-        (nothing is kept: validators do not run again on replay)."""
-        policy: ApprovalPolicy | None = getattr(self, "_policy", None)
-        if policy is not None:
-            return policy
-        try:
-            return parse_policy(self._request.policy.text)
-        except ValidationFailed:
-            return None
+    def _operator_accepts(self, signed: SignedStatement, action: str) -> str:
+        """In the handler: verify again, spend the nonce, and name the operator."""
+        return self._accepted(signed, action).identity
+
+    def _accepted(self, signed: SignedStatement, action: str) -> VerifiedStatement:
+        authority = self._authority
+        assert authority is not None
+        return authority.accept(signed, action, workflow.now())
+
+    @staticmethod
+    def _operator_record(signed: SignedStatement) -> dict[str, Any]:
+        return {"reason": signed.comment, **statement_record(signed)}
 
     @workflow.query
     def status(self) -> ReleaseStatus:
@@ -833,6 +897,8 @@ class FinanceRelease:
             phase=self._phase,
             outcome=self._outcome,
             spec_sha256=self._spec.sha256 if self._spec else "",
+            digest=self._authority.digest if self._authority else "",
+            governance_serial=self._authority.bundle.serial if self._authority else 0,
             risk=self._spec.risk if self._spec else "",
             approvals=(desk.given() if desk else []) + (retro.given() if retro else []),
             missing=(

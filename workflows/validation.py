@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from governance.calendar import FreezeCalendar
 from governance.evidence import sha256_hex
 from governance.identity import identity_problem
-from governance.inventory import Inventory
 from governance.policy import ApprovalPolicy
 from governance.spec import ReleaseSpec
 from workflows.contracts import MigrationScript
-from workflows.messages import ApprovalRequest, ReleaseRequest
+from workflows.messages import ReleaseRequest
 from workflows.worker_config import DEMO_CLOCK_VARIABLE
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -27,19 +25,6 @@ MIGRATIONS_MAX_BYTES = 1 * MiB
 # Every tenant's rollout carries the scripts in its input, which the release's history records
 # once per tenant; Temporal ends a workflow whose history passes 50 MB.
 MIGRATIONS_IN_HISTORY_MAX_BYTES = 8 * MiB
-
-
-def check_attempt(request: ApprovalRequest) -> None:
-    """An approval or rejection names who (a well-formed identity), in which role, for which
-    spec, with a comment of at most 2 KiB: anything else is refused before history."""
-    for name in ("approver", "role", "spec_sha256"):
-        if not getattr(request, name):
-            raise ValueError(f"{name} is required")
-    check_identity("approver", request.approver)
-    for name, value in (("role", request.role), ("spec_sha256", request.spec_sha256)):
-        if len(value) > 64:
-            raise ValueError(f"{name}: at most 64 characters, not {len(value):,}")
-    check_text("comment", request.comment)
 
 
 def check_identity(name: str, value: str) -> None:
@@ -74,13 +59,14 @@ def simulated_start_problems(value: str, demo_clock: bool) -> list[str]:
 
 
 def pin_problems(request: ReleaseRequest) -> list[str]:
-    """Pinned documents and migrations whose content no longer matches their sha256."""
-    documents = [request.spec, request.inventory, request.policy, *request.calendars]
-    problems = [
-        f"{d.name}: content does not match its pinned sha256 {d.sha256}"
-        for d in documents
-        if sha256_hex(d.text.encode()) != d.sha256
-    ]
+    """The pinned spec and migrations whose content no longer matches their sha256 (the
+    governance documents are covered by the bundle's signatures)."""
+    spec = request.spec
+    problems = (
+        [f"{spec.name}: content does not match its pinned sha256 {spec.sha256}"]
+        if sha256_hex(spec.text.encode()) != spec.sha256
+        else []
+    )
     problems += [
         f"migration {m.name}: content does not match its pinned sha256 {m.sha256}"
         for m in request.migrations
@@ -90,11 +76,7 @@ def pin_problems(request: ReleaseRequest) -> list[str]:
 
 
 def release_problems(
-    request: ReleaseRequest,
-    spec: ReleaseSpec | None,
-    inventory: Inventory,
-    policy: ApprovalPolicy,
-    calendars: dict[str, FreezeCalendar],
+    request: ReleaseRequest, spec: ReleaseSpec | None, policy: ApprovalPolicy
 ) -> list[str]:
     """What the documents cannot say about themselves: they belong together."""
     assert spec is not None
@@ -111,10 +93,6 @@ def release_problems(
     problems += size_problems(request.migrations, len(spec.tenants))
     if spec.risk not in policy.risk:
         problems.append(f"risk: the policy has no rule for {spec.risk!r}")
-    for name in spec.tenants:
-        tenant = inventory.get(name)
-        if tenant.calendar not in calendars:
-            problems.append(f"tenant {name}: calendar {tenant.calendar!r} was not pinned")
     return problems
 
 

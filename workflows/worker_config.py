@@ -1,5 +1,6 @@
-"""What the workflows worker decides, never the caller: each activity's task queue, and
-whether a release may run on a simulated clock.
+"""What the workflows worker decides, never the caller: each activity's task queue,
+whether a release may run on a simulated clock, and the trust root governance bundles are
+checked against.
 
 The worker reads both from its own environment at startup and answers a local activity
 with them. Each workflow asks once, first thing: the answer is recorded in its history (a
@@ -23,14 +24,19 @@ from workflows.contracts import QUEUE_OF
 WORKER_CONFIG = "workflows_worker_config"
 # Only drills and tests set it: production workers always run releases on real time.
 DEMO_CLOCK_VARIABLE = "FINRELEASE_DEMO_CLOCK"
+# A file: threshold + governance administrators' public keys (governance.trust).
+TRUST_ROOT_VARIABLE = "FINRELEASE_TRUST_ROOT"
+MAX_TRUST_ROOT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Activity name -> task queue in force, and whether `simulated_start` is honoured."""
+    """Activity name -> task queue in force, whether `simulated_start` is honoured, and the
+    trust root's text (public keys only; empty: no bundle can be accepted)."""
 
     queues: dict[str, str] = field(default_factory=dict)
     demo_clock: bool = False
+    trust_root: str = ""
 
 
 @dataclass
@@ -42,9 +48,37 @@ def config_from_environment(
     environ: Mapping[str, str] = os.environ, prefix: str = ""
 ) -> WorkerConfig:
     """The contract's queues under `prefix` (FINRELEASE_QUEUE_PREFIX); the demo clock only
-    with FINRELEASE_DEMO_CLOCK=1 (or true/yes)."""
+    with FINRELEASE_DEMO_CLOCK=1 (or true/yes); the trust root read from the file
+    FINRELEASE_TRUST_ROOT names, checked now (ValueError naming the problem) so that a worker
+    with a broken trust root does not start."""
     flag = environ.get(DEMO_CLOCK_VARIABLE, "").strip().lower() in ("1", "true", "yes")
-    return WorkerConfig({name: f"{prefix}{queue}" for name, queue in QUEUE_OF.items()}, flag)
+    queues = {name: f"{prefix}{queue}" for name, queue in QUEUE_OF.items()}
+    return WorkerConfig(queues, flag, read_trust_root(environ.get(TRUST_ROOT_VARIABLE, "")))
+
+
+def read_trust_root(path: str) -> str:
+    """The trust root file's text ("" when no path is set); ValueError when unusable."""
+    if not path:
+        return ""
+    from governance.problems import ValidationFailed
+    from governance.trust import parse_trust_root
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_TRUST_ROOT_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{TRUST_ROOT_VARIABLE}={path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_TRUST_ROOT_BYTES:
+        raise ValueError(f"{TRUST_ROOT_VARIABLE}: larger than {MAX_TRUST_ROOT_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+        parse_trust_root(text)
+    except UnicodeDecodeError:
+        raise ValueError(f"{TRUST_ROOT_VARIABLE}={path}: not UTF-8") from None
+    except ValidationFailed as exc:
+        problems = "; ".join(str(p) for p in exc.problems[:5])
+        raise ValueError(f"{TRUST_ROOT_VARIABLE}={path}: {problems}") from None
+    return text
 
 
 class WorkerConfigActivities:

@@ -121,6 +121,7 @@ class Stack:
     temporal: ManagedProcess
     workers: dict[str, ManagedProcess]
     _work_items: Iterator[int] = field(default_factory=lambda: iter(WORK_ITEMS))
+    _files: dict[str, DemoFiles] = field(default_factory=dict)
 
     # ------------------------------------------------------------ releases through the CLI
 
@@ -132,8 +133,13 @@ class Stack:
     def files(self, release_id: str) -> DemoFiles:
         """The demo release, inventory and policy for `release_id`, its own work item."""
         files = write_demo_files(
-            self.root / release_id, release_id, self.ports.odoo, database_prefix=RUN_PREFIX
+            self.root / release_id,
+            release_id,
+            self.ports.odoo,
+            database_prefix=RUN_PREFIX,
+            root=self.root,
         )
+        self._files[release_id] = files
         spec = files.spec.read_text().replace(
             f"work_item: {DEMO_WORK_ITEM}", f"work_item: {next(self._work_items)}"
         )
@@ -148,8 +154,18 @@ class Stack:
 
     def approve(self, release_id: str) -> None:
         for approver, role in (("bob@example.com", "platform"), ("carol@example.com", "finance")):
-            approved = self.cli("approve", release_id, "--as", approver, "--role", role)
+            approved = self.approve_as(release_id, approver, role)
             assert approved.returncode == 0, approved.stdout + approved.stderr
+
+    def approve_as(
+        self, release_id: str, identity: str, role: str, *extra: str, verb: str = "approve"
+    ) -> subprocess.CompletedProcess[str]:
+        """`finrelease approve` signed with `identity`'s demo key over the release digest."""
+        files = self._files[release_id]
+        return self.cli(*files.approve_arguments(release_id, identity, role, *extra, verb=verb))
+
+    def key(self, release_id: str, identity: str) -> str:
+        return str(self._files[release_id].key(identity))
 
     def follow(self, release_id: str, timeout: float = 300) -> dict[str, Any]:
         """`finrelease status --json` until the release has an outcome."""

@@ -36,28 +36,21 @@ def test_cli_refusals_exit_3_and_list_finds_the_waiting_release(stack: Stack):
     release_id = f"FIN-E2E-{uuid.uuid4().hex[:6]}"
     stack.start(stack.files(release_id))
 
-    own = stack.cli("approve", release_id, "--as", "alice@example.com", "--role", "platform")
-    outsider = stack.cli("approve", release_id, "--as", "mallory@example.com", "--role", "finance")
+    own = stack.approve_as(release_id, "alice@example.com", "platform")
+    outsider = stack.approve_as(release_id, "mallory@example.com", "finance")  # no key in policy
     listed = ""
     for _ in range(30):  # visibility is eventually consistent
         listed = stack.cli("list", "--phase", "AwaitingApproval").stdout
         if release_id in listed:
             break
         time.sleep(0.5)
-    rejected = stack.cli(
-        "reject",
-        release_id,
-        "--as",
-        "dan@example.com",
-        "--role",
-        "platform",
-        "--comment",
-        "not this week",
+    rejected = stack.approve_as(
+        release_id, "dan@example.com", "platform", "--comment", "not this week", verb="reject"
     )
     final = stack.follow(release_id, timeout=60)
 
     assert own.returncode == 3 and "requester" in own.stdout + own.stderr, (own.stderr, final)
-    assert outsider.returncode == 3 and "not_member" in outsider.stdout + outsider.stderr
+    assert outsider.returncode == 3 and "unknown_key" in outsider.stdout + outsider.stderr
     assert release_id in listed
     assert rejected.returncode == 0, rejected.stdout + rejected.stderr
     assert final["outcome"] == "Rejected"
@@ -67,7 +60,7 @@ def test_release_survives_a_temporal_server_restart(stack: Stack):
     """The dev server keeps its state in a SQLite file: stop it mid-release, start it again."""
     release_id = f"FIN-E2E-{uuid.uuid4().hex[:6]}"
     stack.start(stack.files(release_id))
-    approved = stack.cli("approve", release_id, "--as", "bob@example.com", "--role", "platform")
+    approved = stack.approve_as(release_id, "bob@example.com", "platform")
     assert approved.returncode == 0, approved.stdout + approved.stderr
 
     assert stack.temporal.stop()
@@ -76,6 +69,6 @@ def test_release_survives_a_temporal_server_restart(stack: Stack):
     waiting = stack.cli("status", release_id, "--json")
     assert waiting.returncode == 0, waiting.stdout + waiting.stderr
     assert json.loads(waiting.stdout)["missing"] == {"finance": 1}
-    approved = stack.cli("approve", release_id, "--as", "carol@example.com", "--role", "finance")
+    approved = stack.approve_as(release_id, "carol@example.com", "finance")
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert stack.follow(release_id)["outcome"] == "Completed"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from activities.azure_storage import (
     blob_service_from_connection_string,
 )
 from activities.evidence import EvidenceActivities
+from devstack.demo_tenants import DemoFiles, write_demo_files
+from devstack.signing import demo_trust_root
 from governance.evidence import EvidenceChain
 from starter.cli import app
 from tests.workflows.release_doubles import Doubles
@@ -56,16 +58,26 @@ async def finrelease(*args: str | Path) -> Any:
     return await asyncio.to_thread(runner.invoke, app, [str(a) for a in args])
 
 
+KEYS_ROOT: list[Path] = []  # the module's keyring and trust root folder (set by cli_stack)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def cli_stack(dev_server_env: WorkflowEnvironment) -> AsyncIterator[Client]:
-    """Workers on queues of their own (FINRELEASE_QUEUE_PREFIX), the CLI pointed at them."""
+async def cli_stack(
+    dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Client]:
+    """Workers on queues of their own (FINRELEASE_QUEUE_PREFIX), the CLI pointed at them, the
+    workflows worker trusting two throwaway governance administrators."""
     client = dev_server_env.client
     prefix = f"cli{uuid.uuid4().hex[:8]}-"
+    root = tmp_path_factory.mktemp("cli-keys")
+    KEYS_ROOT[:] = [root]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TEMPORAL_ADDRESS", client.service_client.config.target_host)
         patch.setenv("TEMPORAL_NAMESPACE", client.namespace)
         patch.setenv("FINRELEASE_QUEUE_PREFIX", prefix)
+        patch.setenv("FINRELEASE_TRUST_ROOT", str(demo_trust_root(root)))
         patch.delenv("FINRELEASE_USER", raising=False)
+        patch.delenv("FINRELEASE_KEY", raising=False)
         doubles = Doubles()
         workers = [workflows_worker(client, prefix=prefix).worker] + [
             Worker(client, task_queue=f"{prefix}{queue}", activities=doubles.activities())
@@ -79,20 +91,12 @@ async def cli_stack(dev_server_env: WorkflowEnvironment) -> AsyncIterator[Client
             await asyncio.gather(*runs, return_exceptions=True)
 
 
-def release_files(directory: Path, release_id: str) -> list[str | Path]:
-    """examples/ with a fresh release_id: the arguments after `start`."""
-    spec = (EXAMPLES / "release.yaml").read_text().replace("FIN-2026-11-042", release_id)
-    (directory / "release.yaml").write_text(spec)
-    shutil.copytree(EXAMPLES / "migrations", directory / "migrations", dirs_exist_ok=True)
-    return [
-        directory / "release.yaml",
-        "--inventory",
-        EXAMPLES / "tenants.yaml",
-        "--policy",
-        EXAMPLES / "policy.yaml",
-        "--calendars",
-        EXAMPLES / "calendars",
-    ]
+def release_files(
+    directory: Path, release_id: str, requester: str = "alice@example.com"
+) -> DemoFiles:
+    """examples/ with a fresh release_id under a signed governance bundle (always-open
+    `demo` calendar: no test waits for a window)."""
+    return write_demo_files(directory, release_id, 8069, root=KEYS_ROOT[0], requester=requester)
 
 
 def replace_in(path: Path, old: str, new: str) -> None:
@@ -113,134 +117,188 @@ async def awaiting_approval(release_id: str) -> dict:
             status = json.loads(result.stdout)
             if status["phase"] == "AwaitingApproval":
                 return status
+            assert not status["outcome"], status
         else:  # started by another process that may not have got there yet
             assert "no release with workflow id" in result.stderr, result.output
         await asyncio.sleep(0.1)
     raise AssertionError(f"{release_id} never reached AwaitingApproval: {status}")
 
 
+@dataclass
+class Started:
+    release_id: str
+    spec_sha256: str
+    digest: str
+    files: DemoFiles
+
+    def approve(self, identity: str, role: str, *extra: str, verb: str = "approve") -> list[str]:
+        return self.files.approve_arguments(self.release_id, identity, role, *extra, verb=verb)
+
+    def operate(self, verb: str, identity: str, *extra: str) -> list[str]:
+        key = str(self.files.key(identity))
+        return [verb, self.release_id, "--as", identity, "--key", key, *extra]
+
+
 @pytest_asyncio.fixture
-async def started(cli_stack: Client, tmp_path: Path) -> tuple[str, str]:
-    """A release started with the CLI and waiting for approvals: (release id, spec sha256)."""
+async def started(cli_stack: Client, tmp_path: Path) -> Started:
+    """A release started with the CLI and waiting for approvals."""
     release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
-    result = await finrelease("start", *release_files(tmp_path, release_id), "--json")
+    files = release_files(tmp_path, release_id)
+    result = await finrelease(*files.start_arguments(), "--json")
     assert result.exit_code == 0, result.output
-    sha = json.loads(result.stdout)["spec_sha256"]
+    out = json.loads(result.stdout)
     await awaiting_approval(release_id)
-    return release_id, sha
+    return Started(release_id, out["spec_sha256"], out["digest"], files)
 
 
-async def test_start_prints_workflow_id_spec_sha256_and_ui_link(
+async def test_start_prints_workflow_id_digest_and_ui_link(
     cli_stack: Client, tmp_path: Path
 ) -> None:
     release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
     files = release_files(tmp_path, release_id)
-    validated = await finrelease("spec", "validate", *files)
-    assert validated.exit_code == 0, validated.output
-    expected_sha = validated.stdout.strip().splitlines()[-1].removeprefix("sha256: ")
+    digest = await finrelease("governance", "digest", files.spec, "--bundle", files.bundle)
+    assert digest.exit_code == 0, digest.output
+    expected = digest.stdout.strip().splitlines()[-1].removeprefix("digest: ")
 
-    result = await finrelease("start", *files)
+    result = await finrelease(*files.start_arguments())
 
     assert result.exit_code == 0, result.output
     assert f"workflow id: release-{release_id}" in result.stdout
-    assert f"spec sha256: {expected_sha}" in result.stdout
+    assert f"release digest (approvers sign it): {expected}" in result.stdout
     assert (
         f"http://127.0.0.1:8233/namespaces/default/workflows/release-{release_id}" in result.stdout
     )
     described = await cli_stack.get_workflow_handle(f"release-{release_id}").describe()
     assert described.typed_search_attributes.get(RELEASE_ID) == release_id
     assert described.typed_search_attributes.get(RISK_CLASS) == "medium"
-    assert (await awaiting_approval(release_id))["spec_sha256"] == expected_sha
+    status = await awaiting_approval(release_id)
+    assert status["digest"] == expected and status["governance_serial"] == 1
 
 
-async def test_start_refuses_a_release_id_already_used(
-    started: tuple[str, str], tmp_path: Path
-) -> None:
-    release_id, _ = started
-    result = await finrelease("start", *release_files(tmp_path, release_id))
+async def test_start_refuses_a_release_id_already_used(started: Started, tmp_path: Path) -> None:
+    files = release_files(tmp_path, started.release_id)
+    result = await finrelease(*files.start_arguments())
     assert result.exit_code == 2
-    assert f"release {release_id} already exists" in result.stderr
+    assert f"release {started.release_id} already exists" in result.stderr
 
 
-async def test_start_reports_the_same_errors_as_spec_validate(tmp_path: Path) -> None:
+async def test_start_reports_the_same_errors_as_spec_validate(
+    cli_stack: Client, tmp_path: Path
+) -> None:
     files = release_files(tmp_path, "FIN-CLI-invalid")
-    replace_in(Path(files[0]), "risk: medium", "risk: extreme")
-    validated = await finrelease("spec", "validate", *files)
-    result = await finrelease("start", *files)
+    replace_in(files.spec, "risk: medium", "risk: extreme")
+    validated = await finrelease(
+        "spec", "validate", files.spec, "--inventory", files.inventory,
+        "--policy", files.policy, "--calendars", files.calendars,
+    )  # fmt: skip
+    result = await finrelease(*files.start_arguments())
     assert validated.exit_code == result.exit_code == 2
-    assert validated.stderr.strip() in result.stderr
-    assert "risk" in result.stderr
+    assert "risk" in result.stderr and "risk" in validated.stderr
 
 
-async def test_requester_cannot_approve_own_release(started: tuple[str, str]) -> None:
-    release_id, sha = started
-    result = await finrelease(
-        "approve", release_id, "--as", "alice@example.com", "--role", "platform"
-    )
+async def test_start_signed_by_someone_else_than_the_requester_is_refused(
+    cli_stack: Client, tmp_path: Path
+) -> None:
+    files = release_files(tmp_path, f"FIN-CLI-{uuid.uuid4().hex[:8]}")
+    arguments = files.start_arguments()
+    arguments[arguments.index("--as") + 1] = "bob@example.com"
+    result = await finrelease(*arguments)
+    assert result.exit_code == 2
+    assert "the requester signs the start" in result.stderr
+
+
+async def test_a_bundle_not_signed_by_two_administrators_makes_the_release_invalid(
+    cli_stack: Client, tmp_path: Path
+) -> None:
+    release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
+    files = release_files(tmp_path, release_id)
+    (files.bundle.parent / "bundle.json.gov-admin-2@example.com.sig").unlink()
+    result = await finrelease(*files.start_arguments())
+    assert result.exit_code == 0, result.output
+    for _ in range(300):
+        status = await status_of(release_id)
+        if status["outcome"]:
+            break
+        await asyncio.sleep(0.1)
+    assert status["outcome"] == "Invalid"
+    assert status["digest"] == ""
+
+
+async def test_requester_cannot_approve_own_release(started: Started) -> None:
+    result = await finrelease(*started.approve("alice@example.com", "platform"))
     assert result.exit_code == 3, result.output
-    assert f"spec sha256: {sha}" in result.stdout
+    assert f"release digest: {started.digest}" in result.stdout
     assert "alice@example.com requested this release and may not decide it" in result.stderr
-    refused = (await status_of(release_id))["refused"]
-    assert [(r["approver"], r["code"]) for r in refused] == [("alice@example.com", "requester")]
+    assert (await status_of(started.release_id))["approvals"] == []
 
 
-async def test_non_member_cannot_approve(started: tuple[str, str]) -> None:
-    release_id, _ = started
-    result = await finrelease(
-        "approve", release_id, "--as", "mallory@example.com", "--role", "finance"
-    )
+async def test_a_key_outside_the_policy_cannot_approve(started: Started) -> None:
+    result = await finrelease(*started.approve("mallory@example.com", "finance"))
     assert result.exit_code == 3, result.output
-    assert "mallory@example.com is not a member of role 'finance'" in result.stderr
+    assert "refused (unknown_key)" in result.stderr
 
 
-async def test_approval_for_other_content_is_refused(started: tuple[str, str]) -> None:
-    release_id, _ = started
-    result = await finrelease(
-        "approve",
-        release_id,
-        "--as",
-        "bob@example.com",
-        "--role",
-        "platform",
-        "--spec-sha256",
-        "0" * 64,
-    )
-    assert result.exit_code == 3, result.output
+async def test_approval_of_another_digest_is_refused_before_signing(started: Started) -> None:
+    arguments = started.approve("bob@example.com", "platform")
+    arguments[arguments.index("--digest") + 1] = "0" * 64
+    result = await finrelease(*arguments)
+    assert result.exit_code == 2, result.output
+    assert f"release {started.release_id} runs under {started.digest}" in result.stderr
+
+
+async def test_approve_needs_the_digest_spelled_out(started: Started) -> None:
+    arguments = started.approve("bob@example.com", "platform")
+    index = arguments.index("--digest")
+    del arguments[index : index + 2]
+    result = await finrelease(*arguments)
+    assert result.exit_code == 2 and "--digest" in result.output
 
 
 async def test_valid_approval_is_accepted_and_shown_in_status(
-    started: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    started: Started, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    release_id, _ = started
+    arguments = started.approve("bob@example.com", "platform")
+    index = arguments.index("--as")
+    del arguments[index : index + 2]
     monkeypatch.setenv("FINRELEASE_USER", "bob@example.com")  # identity from the environment
-    result = await finrelease("approve", release_id, "--role", "platform", "--comment", "lgtm")
+    comment = tmp_path / "comment.txt"
+    comment.write_text("lgtm, the migration is idempotent")
+    result = await finrelease(*arguments, "--comment-file", comment)
     assert result.exit_code == 0, result.output
     assert "approved" in result.stdout
-    status = await status_of(release_id)
+    status = await status_of(started.release_id)
     assert [(a["approver"], a["role"]) for a in status["approvals"]] == [
         ("bob@example.com", "platform")
     ]
     assert status["missing"] == {"finance": 1}
 
 
-async def test_status_shows_missing_approvals_and_every_tenant(started: tuple[str, str]) -> None:
-    result = await finrelease("status", started[0])
+async def test_status_shows_missing_approvals_and_every_tenant(started: Started) -> None:
+    result = await finrelease("status", started.release_id)
     assert result.exit_code == 0, result.output
-    assert f"release {started[0]}: AwaitingApproval" in result.stdout
+    assert f"release {started.release_id}: AwaitingApproval" in result.stdout
     missing = next(line for line in result.stdout.splitlines() if "approvals missing" in line)
     assert "platform x1" in missing and "finance x1" in missing
     for tenant in ("berlin", "newyork", "tokyo"):
         assert tenant in result.stdout
 
 
-async def test_approve_without_identity_is_invalid_input(started: tuple[str, str]) -> None:
-    result = await finrelease("approve", started[0], "--role", "platform")
+async def test_approve_without_identity_or_key_is_invalid_input(started: Started) -> None:
+    result = await finrelease(
+        "approve", started.release_id, "--role", "platform", "--digest", started.digest
+    )
     assert result.exit_code == 2
     assert "FINRELEASE_USER" in result.stderr
+    keyless = await finrelease(
+        "approve", started.release_id, "--role", "platform", "--digest", started.digest,
+        "--as", "bob@example.com",
+    )  # fmt: skip
+    assert keyless.exit_code == 2
+    assert "no key to sign with" in keyless.stderr
 
 
-async def test_list_finds_the_release_awaiting_approval(started: tuple[str, str]) -> None:
-    release_id, _ = started
+async def test_list_finds_the_release_awaiting_approval(started: Started) -> None:
+    release_id = started.release_id
     for _ in range(300):  # visibility is eventually consistent
         result = await finrelease("list", "--phase", "AwaitingApproval", "--json")
         assert result.exit_code == 0, result.output
@@ -262,9 +320,8 @@ async def test_list_prints_a_markup_like_requester_as_text(
     cli_stack: Client, tmp_path: Path
 ) -> None:
     release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
-    files = release_files(tmp_path, release_id)
-    replace_in(tmp_path / "release.yaml", "alice@example.com", '"[bold]al[/]ice@example.com"')
-    started = await finrelease("start", *files, "--json")
+    files = release_files(tmp_path, release_id, requester="[bold]al[/]ice@example.com")
+    started = await finrelease(*files.start_arguments(), "--json")
     assert started.exit_code == 0, started.output
     await awaiting_approval(release_id)
     for _ in range(300):  # visibility is eventually consistent
@@ -278,45 +335,43 @@ async def test_list_prints_a_markup_like_requester_as_text(
     assert status.exit_code == 0, (status.output, status.exception)
 
 
-async def test_pause_and_resume_reach_the_release(started: tuple[str, str]) -> None:
-    release_id, _ = started
-    paused = await finrelease("pause", release_id, "--as", "erin@example.com")
+async def test_pause_and_resume_reach_the_release(started: Started) -> None:
+    paused = await finrelease(*started.operate("pause", "erin@example.com"))
     assert paused.exit_code == 0, paused.output
-    assert (await status_of(release_id))["paused"] is True
-    again = await finrelease("pause", release_id, "--as", "erin@example.com")
+    assert (await status_of(started.release_id))["paused"] is True
+    again = await finrelease(*started.operate("pause", "erin@example.com"))
     assert again.exit_code == 3
     assert "already paused" in again.stderr
-    resumed = await finrelease("resume", release_id, "--as", "erin@example.com")
+    resumed = await finrelease(*started.operate("resume", "erin@example.com"))
     assert resumed.exit_code == 0, resumed.output
-    assert (await status_of(release_id))["paused"] is False
+    assert (await status_of(started.release_id))["paused"] is False
 
 
-async def test_operator_verbs_without_an_operator_role_are_refused(
-    started: tuple[str, str],
-) -> None:
-    release_id, _ = started
-    for verb in (["pause"], ["abort", "--reason", "mine now"]):
-        refused = await finrelease(*verb[:1], release_id, "--as", "bob@example.com", *verb[1:])
+async def test_operator_verbs_without_an_operator_role_are_refused(started: Started) -> None:
+    for verb, extra in (("pause", []), ("abort", ["--reason", "mine now"])):
+        refused = await finrelease(*started.operate(verb, "bob@example.com", *extra))
         assert refused.exit_code == 3, refused.output
         assert "is not a member of release_manager or operator" in refused.stderr
-    status = await status_of(release_id)
+    # erin's name with bob's key: the signature is not erin's
+    forged = started.operate("pause", "erin@example.com")
+    forged[forged.index("--key") + 1] = str(started.files.key("bob@example.com"))
+    refused = await finrelease(*forged)
+    assert refused.exit_code == 3 and "refused (signer_not_key_owner)" in refused.stderr
+    status = await status_of(started.release_id)
     assert status["paused"] is False and status["outcome"] == ""
 
 
-async def test_abort_needs_a_reason(started: tuple[str, str]) -> None:
-    result = await finrelease("abort", started[0], "--as", "erin@example.com", "--reason", "")
+async def test_abort_needs_a_reason(started: Started) -> None:
+    result = await finrelease(*started.operate("abort", "erin@example.com", "--reason", ""))
     assert result.exit_code == 3
     assert "abort needs a reason" in result.stderr
 
 
-async def test_abort_ends_a_release_awaiting_approval(started: tuple[str, str]) -> None:
-    release_id, _ = started
-    aborted = await finrelease(
-        "abort", release_id, "--as", "erin@example.com", "--reason", "test over"
-    )
+async def test_abort_ends_a_release_awaiting_approval(started: Started) -> None:
+    aborted = await finrelease(*started.operate("abort", "erin@example.com", "--reason", "over"))
     assert aborted.exit_code == 0, aborted.output
     for _ in range(300):
-        status = await status_of(release_id)
+        status = await status_of(started.release_id)
         if status["outcome"]:
             break
         await asyncio.sleep(0.1)
@@ -328,16 +383,11 @@ async def test_start_wait_follows_to_completed_and_exits_0(
 ) -> None:
     release_id = f"FIN-CLI-{uuid.uuid4().hex[:8]}"
     files = release_files(tmp_path, release_id)
-    calendars = tmp_path / "calendars"  # allowed at any time: the test never waits for a window
-    calendars.mkdir()
-    for name in ("berlin", "newyork", "tokyo"):
-        (calendars / f"{name}.yaml").write_text("timezone: UTC\n")
-    files[-1] = calendars
     # a pipeline's `start --wait` is its own process (CliRunner swaps sys.stdout: one at a time)
     waiting = asyncio.create_task(
         asyncio.to_thread(
             subprocess.run,
-            [FINRELEASE, "start", *map(str, files), "--wait"],
+            [FINRELEASE, *files.start_arguments(), "--wait"],
             capture_output=True,
             text=True,
             timeout=240,
@@ -345,7 +395,8 @@ async def test_start_wait_follows_to_completed_and_exits_0(
     )
     await awaiting_approval(release_id)
     for approver, role in (("bob@example.com", "platform"), ("carol@example.com", "finance")):
-        approved = await finrelease("approve", release_id, "--as", approver, "--role", role)
+        arguments = files.approve_arguments(release_id, approver, role)
+        approved = await finrelease(*arguments)
         assert approved.exit_code == 0, approved.output
 
     result = await waiting

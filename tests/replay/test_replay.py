@@ -27,10 +27,13 @@ def test_four_representative_histories_are_recorded() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[h.stem for h in HISTORIES])
 async def test_recorded_history_replays_deterministically(path: Path) -> None:
-    from workflows.registry import WORKFLOWS  # after conftest put the project package first
+    from workflows.registry import (  # after conftest put the project package first
+        WORKFLOW_RUNNER,
+        WORKFLOWS,
+    )
 
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(
+    result = await Replayer(workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER).replay_workflow(
         history, raise_on_replay_failure=True
     )
     assert result.replay_failure is None

@@ -9,16 +9,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from google.protobuf.empty_pb2 import Empty
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from governance.calendar import parse_calendar
-from governance.inventory import parse_inventory
-from governance.policy import parse_policy
+from devstack.signing import Keyring, signed_bundle, signed_statement, trust_root_text
+from governance.bundle import parse_bundle
+from governance.release_digest import release_digest
 from governance.spec import parse_spec
 from tests.workflows.release_doubles import Doubles
 from workers.failure_routing import FailureRoutingInterceptor
@@ -26,16 +28,16 @@ from workers.keepalive import KeepAliveInterceptor
 from workflows.contracts import Activity, MigrationScript
 from workflows.lock import TenantLockActivities, lock_workflow_id
 from workflows.messages import (
-    ApprovalRequest,
-    OperatorRequest,
     PinnedText,
     ReleaseRequest,
     ReleaseResult,
     ReleaseStatus,
+    SignedBundle,
+    SignedStatement,
     release_workflow_id,
 )
 from workflows.policies import DEFAULT_QUEUES
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOW_RUNNER, WORKFLOWS
 from workflows.release import FinanceRelease
 from workflows.worker_config import WorkerConfig, WorkerConfigActivities
 
@@ -117,12 +119,64 @@ def inventory_text(tenants: dict[str, tuple[str, str]]) -> str:
     return yaml.safe_dump({"tenants": items}, sort_keys=False)
 
 
+# one throwaway key per person for the whole test session; two governance administrators
+# sign every bundle, and the test workers trust exactly them
+KEYS = Keyring()
+TRUST_ROOT = trust_root_text(KEYS)
+REQUESTER = "alice@example.com"
+
+
+def people_of(policy: str) -> list[str]:
+    """Everyone the policy names, and the requester: each gets a key in the bundle."""
+    roles = yaml.safe_load(policy)["approvers"]
+    return sorted({REQUESTER, *(person for members in roles.values() for person in members)})
+
+
 @dataclass
 class Release:
     release_id: str
     request: ReleaseRequest
     spec_sha256: str
     risk: str
+    digest: str = ""  # the release digest every statement signs
+
+    def statement(
+        self, kind: str, signer: str, now: datetime, comment: str = "", **extra: str
+    ) -> SignedStatement:
+        """`signer`'s signed statement of `kind` for this release, issued at `now`."""
+        return signed_statement(
+            KEYS,
+            kind,
+            release_id=self.release_id,
+            digest=self.digest,
+            signer=signer,
+            now=now,
+            comment=comment,
+            **extra,
+        )
+
+
+def governance_of(policy: str, inventory: str, calendars: dict[str, str]) -> SignedBundle:
+    return signed_bundle(
+        KEYS, policy=policy, inventory=inventory, calendars=calendars, people=people_of(policy)
+    )
+
+
+STARTED: dict[str, Release] = {}  # workflow id -> the release `start` started
+
+
+def release_of(handle: WorkflowHandle) -> Release:
+    return STARTED[handle.id]
+
+
+async def server_now(client: Client) -> datetime:
+    """The Temporal server's clock: the time-skipping server's virtual time (it has skipped
+    ahead over earlier tests), or real time on a dev server."""
+    try:
+        answer = await client.test_service.get_current_time(Empty())
+    except RPCError:
+        return datetime.now(UTC)
+    return answer.time.ToDatetime().replace(tzinfo=UTC)
 
 
 def make_release(
@@ -168,19 +222,21 @@ def make_release(
         old = [line for line in POLICY.splitlines() if line.strip().startswith(f"{role}:")][0]
         listed = old.split("[", 1)[1].rstrip("]").split(", ")
         policy = policy.replace(old, f"  {role}: [{', '.join(listed + members)}]", 1)
+    governance = governance_of(policy, inventory_text(tenants), calendars)
     request = ReleaseRequest(
         release_id=release_id,
         spec=pinned("release.yaml", spec_text),
-        inventory=pinned("tenants.yaml", inventory_text(tenants)),
-        policy=pinned("policy.yaml", policy),
-        calendars=[pinned(name, text) for name, text in calendars.items()],
+        governance=governance,
+        start=SignedStatement("", ""),  # signed by `start`, at the server's time
         migrations=[MIGRATION] if migrations else [],
         simulated_start=simulated_start,
     )
-    inventory = parse_inventory(request.inventory.text)
-    parsed_calendars = {c.name: parse_calendar(c.text, c.name) for c in request.calendars}
-    sha = parse_spec(spec_text, inventory, parse_policy(policy), parsed_calendars).sha256
-    return Release(release_id, request, sha, risk)
+    bundle = parse_bundle(governance.bundle.encode())
+    parsed = parse_spec(spec_text, bundle.inventory, bundle.policy, bundle.calendars)
+    scripts = [(m.name, m.sql) for m in request.migrations]
+    return Release(
+        release_id, request, parsed.sha256, risk, release_digest(parsed, scripts, bundle)
+    )
 
 
 @asynccontextmanager
@@ -197,11 +253,12 @@ async def worker(
     time (and would hold the lock id for later tests).
     """
     lock = TenantLockActivities(client)
-    config = WorkerConfig({name: task_queue for name in DEFAULT_QUEUES}, demo_clock)
+    config = WorkerConfig({name: task_queue for name in DEFAULT_QUEUES}, demo_clock, TRUST_ROOT)
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             *doubles.activities(),
             *lock.activities(),
@@ -228,6 +285,12 @@ async def _until_closed(handle: WorkflowHandle) -> None:
 
 
 async def start(client: Client, release: Release, task_queue: str) -> WorkflowHandle:
+    """Start the release, its start statement signed by the requester now (unless the test
+    already put one in the request)."""
+    if not release.request.start.statement:
+        now = await server_now(client)
+        release.request.start = release.statement("start", REQUESTER, now)
+    STARTED[release_workflow_id(release.release_id)] = release
     return await client.start_workflow(
         FinanceRelease.run,
         release.request,
@@ -237,11 +300,44 @@ async def start(client: Client, release: Release, task_queue: str) -> WorkflowHa
     )
 
 
+async def until_approvals_open(handle: WorkflowHandle) -> None:
+    """Statements are refused while the release validates its governance; wait it out."""
+    await wait_for_status(handle, lambda s: s.phase != "Validating" or bool(s.outcome))
+
+
+async def approve(
+    handle: WorkflowHandle,
+    release: Release,
+    person: str,
+    role: str,
+    comment: str = "",
+    kind: str = "approve",
+) -> object:
+    """`person` approves in `role` (kind approve, or retro_approve), signing now."""
+    await until_approvals_open(handle)
+    now = await server_now(handle._client)
+    signed = release.statement(kind, person, now, comment, role=role)
+    return await handle.execute_update(FinanceRelease.approve, signed)
+
+
 async def approve_all(handle: WorkflowHandle, release: Release) -> None:
     for role in NEEDED[release.risk]:
-        await handle.execute_update(
-            FinanceRelease.approve, ApprovalRequest(APPROVERS[role], role, release.spec_sha256)
-        )
+        await approve(handle, release, APPROVERS[role], role)
+
+
+async def operate(
+    handle: WorkflowHandle,
+    release: Release,
+    action: str,
+    operator: str = "operator@example.com",
+    reason: str = "",
+    **extra: str,
+) -> object:
+    """`operator` signs and sends pause | resume | promote | abort | decide | resolve."""
+    await until_approvals_open(handle)
+    now = await server_now(handle._client)
+    signed = release.statement(action, operator, now, reason, **extra)
+    return await handle.execute_update(getattr(FinanceRelease, action), signed)
 
 
 async def run_approved(client: Client, release: Release, task_queue: str) -> ReleaseResult:
@@ -253,9 +349,7 @@ async def run_approved(client: Client, release: Release, task_queue: str) -> Rel
 async def abort_and_wait(handle: WorkflowHandle, reason: str = "test finished") -> ReleaseResult:
     """End a release properly. (Terminating one on the time-skipping server stops its clock
     from skipping for every later test, so tests never terminate.)"""
-    await handle.execute_update(
-        FinanceRelease.abort, OperatorRequest("operator@example.com", reason)
-    )
+    await operate(handle, release_of(handle), "abort", reason=reason)
     return await handle.result()
 
 

@@ -12,13 +12,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from governance.inventory import parse_inventory
+from governance.bundle import parse_bundle
 from tests.workflows.release_doubles import Doubles
 from tests.workflows.release_harness import (
     IMAGE,
+    REQUESTER,
     abort_and_wait,
     approve_all,
     make_release,
+    server_now,
     start,
     wait_for_status,
     worker,
@@ -85,6 +87,7 @@ async def test_activities_go_where_the_worker_routes_them_not_where_the_request_
     doubles, rogue = Doubles(), Doubles()
     rogue_queue = f"rogue-{uuid.uuid4()}"
     release = make_release(task_queue, 1)
+    release.request.start = release.statement("start", REQUESTER, await server_now(client))
     # a caller of the raw API still sending the old `queues` field, pointing at its worker
     request = dataclasses.asdict(release.request)
     request["queues"] = {name: rogue_queue for name in DEFAULT_QUEUES}
@@ -114,7 +117,7 @@ async def test_tenant_rollout_with_a_shifted_clock_is_refused_on_a_real_time_wor
 ) -> None:
     doubles = Doubles()
     release = make_release(task_queue, 1)
-    tenant = parse_inventory(release.request.inventory.text).get("t1")
+    tenant = parse_bundle(release.request.governance.bundle.encode()).inventory.get("t1")
     order = TenantOrder(
         release.release_id, "release-nobody", tenant, IMAGE, ["account"], [], ["health"],
         rehearse=False, hold_after_deploy=False, clock_offset_seconds=-86400.0,

@@ -11,6 +11,7 @@ from tests.workflows.release_harness import (
     IMAGE,
     approve_all,
     make_release,
+    operate,
     run_approved,
     save_history,
     start,
@@ -18,8 +19,7 @@ from tests.workflows.release_harness import (
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import DecisionRequest, Outcome
-from workflows.release import FinanceRelease
+from workflows.messages import Outcome
 
 
 async def test_failed_smoke_test_restores_that_tenant_and_leaves_others(
@@ -88,9 +88,8 @@ async def test_writes_since_reopening_are_named_and_wait_for_a_decision(
         assert "public.account_payment" in detail and "https://blob/exports/t1.json" in detail
         assert doubles.count(Activity.SWAP_TO_RESTORE_POINT) == 0  # no guessing
         assert any(n.kind == "decision_needed" for n in doubles.notifications)
-        await handle.execute_update(
-            FinanceRelease.decide,
-            DecisionRequest("t1", "restore", "operator@example.com", "entries re-keyed"),
+        await operate(
+            handle, release, "decide", reason="entries re-keyed", tenant="t1", choice="restore"
         )
         result = await handle.result()
         await save_history(handle, "entries_since_backup_decide")
@@ -111,9 +110,8 @@ async def test_fix_forward_keeps_the_database_and_puts_the_previous_image_back(
         await wait_for_status(
             handle, lambda s: s.waves and s.waves[0].tenants[0].state == "awaiting_decision"
         )
-        await handle.execute_update(
-            FinanceRelease.decide,
-            DecisionRequest("t1", "fix_forward", "operator@example.com", "fix in 043"),
+        await operate(
+            handle, release, "decide", reason="fix in 043", tenant="t1", choice="fix_forward"
         )
         result = await handle.result()
     assert result.tenants["t1"] == "fix_forward"
@@ -140,9 +138,7 @@ async def test_decision_for_a_tenant_that_is_not_waiting_is_refused(
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(
-                FinanceRelease.decide, DecisionRequest("t1", "restore", "operator@example.com")
-            )
+            await operate(handle, release, "decide", tenant="t1", choice="restore")
         result = await handle.result()
     assert "not waiting for a decision" in str(refused.value.cause)
     assert result.outcome == Outcome.COMPLETED

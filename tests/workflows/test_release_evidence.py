@@ -6,17 +6,20 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.signing import GOVERNANCE_ADMINS
 from governance.evidence import canonical_json, verify
+from governance.statements import parse_statement
 from tests.workflows.release_doubles import Doubles
 from tests.workflows.release_harness import (
     APPROVERS,
+    approve,
     approve_all,
     make_release,
     save_history,
     start,
     worker,
 )
-from workflows.messages import ApprovalRequest, Outcome
+from workflows.messages import Outcome
 from workflows.release import FinanceRelease
 
 TWO_WAVES = [{"name": "canary", "size": 1}, {"name": "rest", "size": "100%"}]
@@ -29,11 +32,8 @@ async def test_evidence_chain_verifies_and_records_every_decision(
     release = make_release(task_queue, 3, waves=TWO_WAVES)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
-        with pytest.raises(WorkflowUpdateFailedError):  # refused, and kept in the evidence
-            await handle.execute_update(
-                FinanceRelease.approve,
-                ApprovalRequest("alice@example.com", "platform", release.spec_sha256),
-            )
+        with pytest.raises(WorkflowUpdateFailedError):  # refused before history
+            await approve(handle, release, "alice@example.com", "platform")
         await approve_all(handle, release)
         result = await handle.result()
         await save_history(handle, "happy_path_two_waves")
@@ -44,7 +44,7 @@ async def test_evidence_chain_verifies_and_records_every_decision(
     for kind in (
         "release",
         "work_item",
-        "approval_refused",
+        "start",
         "approval",
         "approved",
         "calendar",
@@ -55,10 +55,15 @@ async def test_evidence_chain_verifies_and_records_every_decision(
         assert kind in kinds, kind
     assert kinds[0] == "release" and kinds[-1] == "outcome"
     assert chain["entries"][0]["data"]["spec_sha256"] == release.spec_sha256
-    refused = chain["entries"][kinds.index("approval_refused")]
-    assert (refused["actor"], refused["data"]["code"]) == ("alice@example.com", "requester")
+    assert "approval_refused" not in kinds  # refused before history, so not in the evidence
+    started = chain["entries"][kinds.index("start")]
+    assert started["actor"] == "alice@example.com" and started["data"]["signature"]
     approval = chain["entries"][kinds.index("approval")]
     assert approval["actor"] == APPROVERS["platform"]
+    assert parse_statement(approval["data"]["statement"]).bundle_digest == release.digest
+    governance = chain["entries"][0]["data"]["governance"]
+    assert governance["signed_by"] == list(GOVERNANCE_ADMINS)
+    assert chain["entries"][0]["data"]["digest"] == release.digest
     links = [e["data"] for e in chain["entries"] if e["kind"] == "tenant_bundles"]
     assert len(links) == 2  # one entry per wave: canary, then the rest
     assert {link["location"] for link in links} == {f"{release.release_id}/{{tenant}}.json"}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
@@ -11,16 +9,20 @@ from temporalio.testing import WorkflowEnvironment
 from tests.workflows.release_doubles import OLD_IMAGE, Doubles
 from tests.workflows.release_harness import (
     IMAGE,
+    Release,
     abort_and_wait,
+    approve,
     approve_all,
     make_release,
+    operate,
     save_history,
+    server_now,
     start,
     wait_for_status,
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import ApprovalRequest, DecisionRequest, OperatorRequest, Outcome
+from workflows.messages import Outcome
 from workflows.release import FinanceRelease
 
 TWO_WAVES = [{"name": "canary", "size": 1}, {"name": "rest", "size": "100%"}]
@@ -40,9 +42,7 @@ async def test_manual_promotion_waits_for_promote(
         )
         assert doubles.tenants_called(Activity.SET_IMAGE) == ["t1"]
         assert status.next_timer_reason == ""
-        await handle.execute_update(
-            FinanceRelease.promote, OperatorRequest(OPERATOR, "canary looks good")
-        )
+        await operate(handle, release, "promote", OPERATOR, "canary looks good", wave="rest")
         result = await handle.result()
         await save_history(handle, "manual_promotion")
     assert result.outcome == Outcome.COMPLETED
@@ -56,16 +56,12 @@ async def test_pause_stops_before_the_next_step_and_resume_continues(
     release = make_release(task_queue, 2)
     async with worker(time_skipping_env.client, task_queue, doubles):
         handle = await start(time_skipping_env.client, release, task_queue)
-        await handle.execute_update(
-            FinanceRelease.pause, OperatorRequest(OPERATOR, "auditor on site")
-        )
+        await operate(handle, release, "pause", OPERATOR, "auditor on site")
         await approve_all(handle, release)
         status = await wait_for_status(handle, lambda s: s.phase == "BackingUp")
         assert status.paused
         assert doubles.count(Activity.BACKUP_DATABASE) == 0
-        await handle.execute_update(
-            FinanceRelease.resume, OperatorRequest(OPERATOR, "auditor left")
-        )
+        await operate(handle, release, "resume", OPERATOR, "auditor left")
         result = await handle.result()
     assert result.outcome == Outcome.COMPLETED
     kinds = [e["kind"] for e in doubles.bundles[""]["entries"]]
@@ -99,22 +95,17 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
         with pytest.raises(WorkflowUpdateFailedError):
-            await handle.execute_update(
-                FinanceRelease.approve,
-                ApprovalRequest("alice@example.com", "platform", release.spec_sha256),
-            )
-        await handle.execute_update(
-            FinanceRelease.approve,
-            ApprovalRequest("bob@example.com", "platform", release.spec_sha256),
-        )
+            await approve(handle, release, "alice@example.com", "platform")
+        await approve(handle, release, "bob@example.com", "platform")
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert status.release_id == release.release_id
     assert status.phase == "AwaitingApproval" and status.outcome == ""
     assert status.spec_sha256 == release.spec_sha256 and status.risk == "medium"
+    assert status.digest == release.digest and status.governance_serial == 1
     assert [(a.approver, a.role) for a in status.approvals] == [("bob@example.com", "platform")]
     assert status.missing == {"finance": 1}
-    assert [(r.approver, r.code) for r in status.refused] == [("alice@example.com", "requester")]
+    assert status.refused == []  # the requester's attempt was refused before history
     assert status.next_timer_reason == "approval deadline" and status.next_timer
     assert [(w.name, [t.tenant for t in w.tenants]) for w in status.waves] == [
         ("canary", ["t1"]),
@@ -124,10 +115,13 @@ async def test_status_shows_approvals_missing_refused_timer_and_waves(
     assert status.waiting_for_locks == {} and not status.paused
 
 
-async def _refusal(handle: WorkflowHandle, update: Any, request: Any) -> str:
+async def _refusal(
+    handle: WorkflowHandle, release: Release, action: str, operator: str, **extra: str
+) -> str:
     """The validator's message; the refused update never entered the history."""
+    update = getattr(FinanceRelease, action)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(update, request)
+        await operate(handle, release, action, operator, "mine", **extra)
     history = await handle.fetch_history()
     accepted = [
         e
@@ -148,17 +142,19 @@ async def test_operator_actions_need_an_operator_role(
     release = make_release(task_queue, 1)
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
-        for update in (FinanceRelease.pause, FinanceRelease.abort):
-            message = await _refusal(handle, update, OperatorRequest("bob@example.com", "mine"))
+        for action in ("pause", "abort"):
+            message = await _refusal(handle, release, action, "bob@example.com")
             assert "'bob@example.com' is not a member of release_manager or operator" in message
         decided = await _refusal(
-            handle, FinanceRelease.decide, DecisionRequest("t1", "restore", "bob@example.com")
+            handle, release, "decide", "bob@example.com", tenant="t1", choice="restore"
         )
         assert "decide refused" in decided
+        forged = await _refusal(handle, release, "pause", "mallory@example.com")
+        assert "refused (unknown_key)" in forged
         status = await handle.query(FinanceRelease.status)
         assert not status.paused and status.outcome == ""
-        # the operator role, and release_manager, may (identities compare case-folded)
-        await handle.execute_update(FinanceRelease.pause, OperatorRequest("Erin@Example.com", "x"))
+        # the operator role, and release_manager, may
+        await operate(handle, release, "pause", "erin@example.com", "x")
         await abort_and_wait(handle)
 
 
@@ -180,14 +176,12 @@ async def test_requester_cannot_promote_their_own_gated_wave(
         await wait_for_status(
             handle, lambda s: any(w.state == "awaiting_promotion" for w in s.waves)
         )
-        message = await _refusal(
-            handle, FinanceRelease.promote, OperatorRequest("ALICE@example.com", "ship it")
-        )
+        message = await _refusal(handle, release, "promote", "alice@example.com", wave="rest")
         assert "the requester may not promote" in message
+        wrong_wave = await _refusal(handle, release, "promote", "erin@example.com", wave="canary")
+        assert "the wave waiting for promotion is 'rest'" in wrong_wave
         assert doubles.tenants_called(Activity.SET_IMAGE) == ["t1"]
-        await handle.execute_update(
-            FinanceRelease.promote, OperatorRequest("erin@example.com", "ok")
-        )
+        await operate(handle, release, "promote", "erin@example.com", "ok", wave="rest")
         result = await handle.result()
     assert result.outcome == Outcome.COMPLETED
     promoted = [e for e in doubles.bundles[""]["entries"] if e["kind"] == "promote"]
@@ -201,11 +195,11 @@ async def test_an_approve_signal_counts_for_nothing(
     async with worker(time_skipping_env.client, task_queue, Doubles()):
         handle = await start(time_skipping_env.client, release, task_queue)
         await wait_for_status(handle, lambda s: s.phase == "AwaitingApproval")
-        await handle.signal(
-            "approve", ApprovalRequest("bob@example.com", "platform", release.spec_sha256)
-        )
+        now = await server_now(time_skipping_env.client)
+        signed = release.statement("approve", "bob@example.com", now, role="platform")
+        await handle.signal("approve", signed)
         # an update after the signal: its workflow task has seen the signal by then
-        await handle.execute_update(FinanceRelease.pause, OperatorRequest(OPERATOR, "look"))
+        await operate(handle, release, "pause", OPERATOR, "look")
         status = await handle.query(FinanceRelease.status)
         await abort_and_wait(handle)
     assert status.approvals == [] and status.missing == {"platform": 1}

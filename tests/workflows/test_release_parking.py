@@ -15,12 +15,13 @@ from tests.workflows.release_harness import (
     abort_and_wait,
     approve_all,
     make_release,
+    operate,
     start,
     wait_for_status,
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import Outcome, ParkedRequest, ReleaseStatus
+from workflows.messages import Outcome, ReleaseStatus, SignedStatement
 from workflows.policies import POLICIES
 from workflows.release import FinanceRelease
 
@@ -49,8 +50,8 @@ async def test_a_tenant_whose_backup_cannot_run_parks_and_a_retry_completes_the_
         detail = next(t.detail for w in status.waves for t in w.tenants if t.tenant == "t2")
         assert "ConnectionRefusedError" in detail and "refused" in detail
         assert status.outcome == ""
-        await handle.execute_update(
-            FinanceRelease.resolve, ParkedRequest("t2", "retry", OPERATOR, "db server back")
+        await operate(
+            handle, release, "resolve", OPERATOR, "db server back", tenant="t2", choice="retry"
         )
         result = await handle.result()
     assert result.outcome == Outcome.COMPLETED, result.reason
@@ -75,8 +76,8 @@ async def test_leaving_a_parked_tenant_out_deploys_the_others_and_records_the_om
         handle = await start(time_skipping_env.client, release, task_queue)
         await approve_all(handle, release)
         await _parked(handle, "t3")
-        await handle.execute_update(
-            FinanceRelease.resolve, ParkedRequest("t3", "leave_out", OPERATOR, "server retired")
+        await operate(
+            handle, release, "resolve", OPERATOR, "server retired", tenant="t3", choice="leave_out"
         )
         result = await handle.result()
     assert sorted(doubles.images) == ["t1", "t2"]
@@ -100,18 +101,17 @@ async def test_only_a_parked_tenant_can_be_resolved_and_the_canary_cannot_be_lef
         await approve_all(handle, release)
         await _parked(handle, "t1")
         refusals = {
-            "not parked": ParkedRequest("t2", "retry", OPERATOR),
-            "choice must be one of": ParkedRequest("t1", "deploy", OPERATOR),
-            "operator is required": ParkedRequest("t1", "retry", ""),
-            "canary": ParkedRequest("t1", "leave_out", OPERATOR),
-            "is not a member of release_manager or operator": ParkedRequest(
-                "t1", "retry", "bob@example.com"
-            ),
+            "not parked": (OPERATOR, "t2", "retry"),
+            "canary": (OPERATOR, "t1", "leave_out"),
+            "is not a member of release_manager or operator": ("bob@example.com", "t1", "retry"),
         }
-        for message, request in refusals.items():
+        for message, (who, tenant, choice) in refusals.items():
             with pytest.raises(WorkflowUpdateFailedError) as refused:
-                await handle.execute_update(FinanceRelease.resolve, request)
+                await operate(handle, release, "resolve", who, tenant=tenant, choice=choice)
             assert message in str(refused.value.cause), message
+        with pytest.raises(WorkflowUpdateFailedError) as unsigned:
+            await handle.execute_update(FinanceRelease.resolve, SignedStatement("{}", ""))
+        assert "refused (malformed)" in str(unsigned.value.cause)
         # an abort ends a parked release at once; nothing was deployed
         result = await abort_and_wait(handle, "db server gone for good")
     assert result.outcome == Outcome.ABORTED

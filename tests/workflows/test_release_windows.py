@@ -18,6 +18,7 @@ from tests.workflows.release_harness import (
     APPROVERS,
     BERLIN,
     Release,
+    approve,
     approve_all,
     make_release,
     run_approved,
@@ -25,7 +26,7 @@ from tests.workflows.release_harness import (
     worker,
 )
 from workflows.contracts import Activity
-from workflows.messages import ApprovalRequest, Outcome, ReleaseStatus
+from workflows.messages import Outcome, ReleaseStatus
 from workflows.release import FinanceRelease
 
 TOKYO = """
@@ -119,9 +120,8 @@ async def test_emergency_override_deploys_in_freeze_then_waits_for_retrospective
         status = await _wait_for(handle, lambda s: s.next_timer_reason == "retrospective approval")
         assert status.missing == {"release_manager": 1}
         assert doubles.images["acme"] != ""  # deployed in the freeze, before the approval
-        await handle.execute_update(
-            FinanceRelease.approve,
-            ApprovalRequest(APPROVERS["release_manager"], "release_manager", release.spec_sha256),
+        await approve(
+            handle, release, APPROVERS["release_manager"], "release_manager", kind="retro_approve"
         )
         result = await handle.result()
     assert result.outcome == Outcome.COMPLETED
