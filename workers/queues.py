@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from workers.authority import AuthorityInterceptor, trust_root_of
 from workers.context import ContextInterceptor
 from workers.failure_routing import FailureRoutingInterceptor
 from workers.keepalive import HEARTBEAT_FLUSH, KeepAliveInterceptor
@@ -90,13 +91,17 @@ def _require_blob_storage(environ: Mapping[str, str], queue: str) -> None:
 
 def check_environment(name: str, environ: Mapping[str, str] = os.environ) -> None:
     """Raise MissingConfiguration naming the first variable queue `name` lacks."""
-    if name == "workflows":
-        if not environ.get(TRUST_ROOT_VARIABLE):
-            raise MissingConfiguration(
-                f"workflows worker: set {TRUST_ROOT_VARIABLE} to the trust root file (threshold"
-                " and governance administrators' public keys) that governance bundles must satisfy"
-            )
-    elif name == "db":
+    _check_credentials(name, environ)
+    # the workers that decide (workflows) or change a tenant (db, k8s) check signatures
+    if name in ("workflows", "db", "k8s") and not environ.get(TRUST_ROOT_VARIABLE):
+        raise MissingConfiguration(
+            f"{name} worker: set {TRUST_ROOT_VARIABLE} to the trust root file (threshold and"
+            " governance administrators' public keys) that governance bundles must satisfy"
+        )
+
+
+def _check_credentials(name: str, environ: Mapping[str, str]) -> None:
+    if name == "db":
         if not aliases_in(environ):
             raise MissingConfiguration(
                 "db worker: set FINRELEASE_PG_<ALIAS>_DSN for every db_server alias of the "
@@ -139,8 +144,18 @@ def _activity_worker(
     environ: Mapping[str, str],
     prefix: str,
     grace: timedelta,
+    guarded: bool = False,
 ) -> Worker:
+    """`guarded`: the worker changes tenants, so it re-verifies each release's signed
+    authority with its own trust root before a change (workers/authority.py)."""
     limit = _concurrency(name, environ)
+    guard = []
+    if guarded:
+        try:
+            trust_root = trust_root_of(environ)
+        except ValueError as error:
+            raise MissingConfiguration(f"{name} worker: {error}") from None
+        guard = [AuthorityInterceptor(client, trust_root, _flag(environ, DEMO_CLOCK_VARIABLE))]
     return Worker(
         client,
         task_queue=queue_name(queue, prefix),
@@ -154,6 +169,7 @@ def _activity_worker(
             *_worker_interceptors(client),
             KeepAliveInterceptor(),
             FailureRoutingInterceptor(),
+            *guard,
         ],
         max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
         graceful_shutdown_timeout=grace,
@@ -229,7 +245,9 @@ def db_worker(
         pg.take_write_watermark,
         pg.writes_since_reopen,
     ]
-    worker = _activity_worker(client, "db", DB_QUEUE, activities, environ, prefix, grace)
+    worker = _activity_worker(
+        client, "db", DB_QUEUE, activities, environ, prefix, grace, guarded=True
+    )
     try:
         sweeper = ScratchSweeper.from_environment(pg, environ)
     except ValueError as error:
@@ -256,7 +274,9 @@ def k8s_worker(
         kube.wait_for_rollout,
         kube.restore_running_state,
     ]
-    worker = _activity_worker(client, "k8s", K8S_QUEUE, activities, environ, prefix, grace)
+    worker = _activity_worker(
+        client, "k8s", K8S_QUEUE, activities, environ, prefix, grace, guarded=True
+    )
     return QueueWorker("k8s", worker)
 
 

@@ -132,6 +132,30 @@ class ReleaseRequest:
 
 
 @dataclass
+class RecordedSignedStatement:
+    """A statement the release accepted, with the workflow time it was accepted at."""
+
+    statement: str
+    signature: str
+    comment: str
+    recorded_at: str  # ISO 8601
+
+
+@dataclass
+class Authorization:
+    """What a release answers to its `authorization` query: everything a worker that changes
+    a tenant needs to re-verify, with its own trust root, that this release may do so."""
+
+    release_id: str
+    spec: PinnedText | None = None  # None: the release never validated its governance
+    governance: SignedBundle | None = None
+    migrations: list[MigrationScript] = field(default_factory=list)
+    statements: list[RecordedSignedStatement] = field(default_factory=list)
+    sealed: bool = False  # the release has an outcome: it changes no tenant any more
+    simulated_start: str = ""
+
+
+@dataclass
 class ReleaseResult:
     release_id: str
     outcome: str

@@ -46,8 +46,10 @@ with workflow.unsafe.imports_passed_through():
         APPROVAL_REFUSED,
         RELEASE_PHASE,
         ApprovalVerdict,
+        Authorization,
         Outcome,
         Phase,
+        RecordedSignedStatement,
         ReleaseRequest,
         ReleaseResult,
         ReleaseStatus,
@@ -115,6 +117,7 @@ class FinanceRelease:
         self._paused = False
         self._abort: OperatorAction | None = None
         self._authority: ReleaseAuthority | None = None
+        self._statements: list[RecordedSignedStatement] = []  # accepted, for `authorization`
         self._promotions = 0
         self._next_timer: tuple[str, str] = ("", "")
         self._last_error = ""
@@ -202,6 +205,12 @@ class FinanceRelease:
             },
         )
         self._record("start", statement_record(request.start), authority.requester.identity)
+        start = request.start
+        self._statements.append(
+            RecordedSignedStatement(
+                start.statement, start.signature, start.comment, workflow.now().isoformat()
+            )
+        )
         if self._simulated_start:
             self._record(
                 "simulated_clock",
@@ -719,7 +728,7 @@ class FinanceRelease:
     def _attempt(self, signed: SignedStatement, approve: bool) -> ApprovalVerdict:
         authority, desk = self._authority, self._attempt_desk()
         assert authority is not None and desk is not None  # the validator saw to it
-        verified = authority.accept(signed, self._attempt_kind(desk, approve), workflow.now())
+        verified = self._accept(signed, self._attempt_kind(desk, approve))
         attempt = self._as_attempt(verified, signed, approve)
         verdict = desk.take(attempt, statement_record(signed))
         if not verdict.accepted:  # only when two attempts raced in one workflow task
@@ -874,13 +883,47 @@ class FinanceRelease:
         return self._accepted(signed, action).identity
 
     def _accepted(self, signed: SignedStatement, action: str) -> VerifiedStatement:
+        return self._accept(signed, action)
+
+    def _accept(self, signed: SignedStatement, kind: str) -> VerifiedStatement:
+        """Verify again in the handler (replay reaches the same verdict at the same workflow
+        time), spend the nonce, keep the statement for `authorization`. After a reset the
+        time is new: an old statement is expired and the update fails, changing nothing."""
         authority = self._authority
         assert authority is not None
-        return authority.accept(signed, action, workflow.now())
+        try:
+            verified = authority.accept(signed, kind, workflow.now())
+        except ValueError as refused:
+            raise ApplicationError(
+                str(refused), type=APPROVAL_REFUSED, non_retryable=True
+            ) from None
+        self._statements.append(
+            RecordedSignedStatement(
+                signed.statement, signed.signature, signed.comment, workflow.now().isoformat()
+            )
+        )
+        return verified
 
     @staticmethod
     def _operator_record(signed: SignedStatement) -> dict[str, Any]:
         return {"reason": signed.comment, **statement_record(signed)}
+
+    @workflow.query
+    def authorization(self) -> Authorization:
+        """The signed authority of this release, for workers to re-verify before they change
+        a tenant (workers.authority); empty until its governance validated."""
+        authority, request = self._authority, self._request
+        if authority is None:
+            return Authorization(request.release_id, sealed=self._closed)
+        return Authorization(
+            release_id=request.release_id,
+            spec=request.spec,
+            governance=request.governance,
+            migrations=list(request.migrations),
+            statements=list(self._statements),
+            sealed=self._closed,
+            simulated_start=self._simulated_start,
+        )
 
     @workflow.query
     def status(self) -> ReleaseStatus:

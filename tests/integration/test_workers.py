@@ -16,6 +16,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.ports import free_port
+from devstack.signing import demo_trust_root
 from workers.queues import BUILDERS
 from workers.runtime import HealthServer
 from workflows.contracts import QUEUE_OF
@@ -36,6 +37,8 @@ def clean_environment(**extra: str) -> dict[str, str]:
         ("db", {}, "FINRELEASE_PG_<ALIAS>_DSN"),
         ("db", {"FINRELEASE_PG_MAIN_DSN": "postgresql://x"}, "AZURE_STORAGE_CONNECTION_STRING"),
         ("k8s", {}, "FINRELEASE_KUBECONFIG"),
+        ("k8s", {"FINRELEASE_KUBECONFIG": "/dev/null"}, "FINRELEASE_TRUST_ROOT"),
+        ("workflows", {}, "FINRELEASE_TRUST_ROOT"),
         (
             "azure",
             {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"},
@@ -67,7 +70,7 @@ def test_all_worker_checks_every_queue_before_starting() -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "FINRELEASE_PG_<ALIAS>_DSN" in result.stderr
+    assert "FINRELEASE_TRUST_ROOT" in result.stderr  # the workflows worker's, checked first
 
 
 async def test_readiness_follows_the_workers_and_shutdown() -> None:
@@ -165,6 +168,7 @@ async def test_each_queue_registers_exactly_its_contract_activities(
         "FINRELEASE_DEVOPS_DISABLED": "1",
         "FINRELEASE_PG_MAIN_DSN": "postgresql://db.invalid/postgres",
         "FINRELEASE_KUBECONFIG": str(kubeconfig),
+        "FINRELEASE_TRUST_ROOT": str(demo_trust_root(tmp_path)),
     }
     for key, value in environ.items():  # the blob client is built from the process environment
         monkeypatch.setenv(key, value)
