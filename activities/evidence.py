@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.azure_storage import BACKUP_CONTAINER, EVIDENCE_CONTAINER
 from governance.evidence import canonical_json, find_break, sha256_hex
+from governance.evidence_audit import audit_evidence
 from workflows.contracts import (
     TENANT_BUNDLES,
     Activity,
@@ -115,6 +116,7 @@ class EvidenceReport:
     bundles: list[str] = field(default_factory=list)  # blob names verified
     entries: int = 0
     backups: list[str] = field(default_factory=list)  # backup blobs re-hashed
+    statements: int = 0  # signed statements re-verified
 
     @property
     def ok(self) -> bool:
@@ -134,6 +136,9 @@ async def verify_published_evidence(
     bundle = await _load_bundle(service, container, name, release_id, report)
     if bundle is None:
         return report
+    audit = audit_evidence(bundle)  # every signature, quorum and segregation of duties
+    report.problems += [f"{name}: {problem}" for problem in audit.problems]
+    report.statements = audit.verified
     bundles = [bundle]
     for where, link in _tenant_links(bundle):
         linked = await _follow_tenant_link(service, container, release_id, where, link, report)

@@ -111,5 +111,45 @@ def verify(
         raise typer.Exit(FAILED)
     typer.echo(
         f"ok: {report.entries} entries in {len(report.bundles)} bundle(s), "
+        f"{report.statements} signed statement(s) re-verified, "
         f"{len(report.backups)} backup(s) re-hashed"
     )
+
+
+def _bundle_of(target: str) -> dict[str, Any]:
+    try:
+        if _is_file_argument(target):
+            return json.loads(Path(target).read_text(encoding="utf-8"))
+        return run_async(_download_bundle(target))
+    except CliError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(error.code) from None
+    except (OSError, ValueError) as exc:
+        typer.echo(printable(f"{target}: cannot read the bundle: {exc}"), err=True)
+        raise typer.Exit(INVALID) from None
+
+
+@evidence_app.command("allowed-signers")
+def export_allowed_signers(
+    target: Annotated[str, typer.Argument(help="evidence bundle FILE or RELEASE_ID")],
+) -> None:
+    """The members' keys the release ran under, as an allowed_signers file for ssh-keygen."""
+    from governance.evidence_audit import allowed_signers_of
+
+    typer.echo(allowed_signers_of(_bundle_of(target)), nl=False)
+
+
+@evidence_app.command("export-statements")
+def export_statements(
+    target: Annotated[str, typer.Argument(help="evidence bundle FILE or RELEASE_ID")],
+    out: Annotated[Path, typer.Option(help="directory: one STATEMENT file and STATEMENT.sig each")],
+) -> None:
+    """Write every signed statement and its signature, to check with `ssh-keygen -Y verify
+    -f allowed_signers -I SIGNER -n finrelease -s FILE.sig < FILE`."""
+    from governance.evidence_audit import exported_statements
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, statement, signature in exported_statements(_bundle_of(target)):
+        (out / f"{stem}.json").write_text(statement, encoding="utf-8")
+        (out / f"{stem}.json.sig").write_text(signature, encoding="ascii")
+        typer.echo(printable(f"{out / stem}.json"))

@@ -216,4 +216,12 @@ def verify_evidence(
     broken = find_break(bundle)
     if broken is not None:
         _fail([f"broken at entry {broken.seq}: {broken.reason}"], FAILED)
-    typer.echo(f"ok: {len(bundle['entries'])} entries, head {bundle['head']}")
+    from governance.evidence_audit import audit_evidence
+
+    audit = audit_evidence(bundle)
+    if audit.problems:
+        _fail(audit.problems, FAILED)
+    typer.echo(
+        f"ok: {len(bundle['entries'])} entries, {audit.verified} signed statement(s) "
+        f"re-verified, head {bundle['head']}"
+    )

@@ -145,6 +145,11 @@ def _verify(
         raise ValueError(f"refused ({refused.reason}): {detail}") from None
 
 
-def statement_record(signed: SignedStatement) -> dict[str, str]:
-    """How the evidence keeps a statement: verifiable offline with `ssh-keygen -Y verify`."""
-    return {"statement": signed.statement, "signature": signed.signature}
+def statement_record(signed: SignedStatement, accepted_at: datetime) -> dict[str, str]:
+    """How the evidence keeps a statement: verifiable offline with `ssh-keygen -Y verify`,
+    and re-checkable by `evidence verify` at the (real) workflow time it was accepted."""
+    return {
+        "statement": signed.statement,
+        "signature": signed.signature,
+        "accepted_at": accepted_at.isoformat(),
+    }

@@ -204,7 +204,9 @@ class FinanceRelease:
                 "routing": dict(sorted(self._queues.items())),
             },
         )
-        self._record("start", statement_record(request.start), authority.requester.identity)
+        self._record(
+            "start", statement_record(request.start, workflow.now()), authority.requester.identity
+        )
         start = request.start
         self._statements.append(
             RecordedSignedStatement(
@@ -730,7 +732,7 @@ class FinanceRelease:
         assert authority is not None and desk is not None  # the validator saw to it
         verified = self._accept(signed, self._attempt_kind(desk, approve))
         attempt = self._as_attempt(verified, signed, approve)
-        verdict = desk.take(attempt, statement_record(signed))
+        verdict = desk.take(attempt, statement_record(signed, workflow.now()))
         if not verdict.accepted:  # only when two attempts raced in one workflow task
             raise ApplicationError(
                 verdict.message, verdict.code, type=APPROVAL_REFUSED, non_retryable=True
@@ -906,7 +908,7 @@ class FinanceRelease:
 
     @staticmethod
     def _operator_record(signed: SignedStatement) -> dict[str, Any]:
-        return {"reason": signed.comment, **statement_record(signed)}
+        return {"reason": signed.comment, **statement_record(signed, workflow.now())}
 
     @workflow.query
     def authorization(self) -> Authorization:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.signing import GOVERNANCE_ADMINS
 from governance.evidence import canonical_json, verify
+from governance.evidence_audit import allowed_signers_of, audit_evidence, exported_statements
 from governance.statements import parse_statement
 from tests.workflows.release_doubles import Doubles
 from tests.workflows.release_harness import (
@@ -136,3 +142,49 @@ async def test_parent_history_stays_under_ten_events_per_tenant_over_200_tenants
     assert bundle_bytes / tenants * 1000 < 256 * 1024 * 0.8
     assert status.outcome == Outcome.COMPLETED
     assert sum(len(w.tenants) for w in status.waves) == tenants
+
+
+def _ssh_verify(allowed: Path, signer: str, statement: Path) -> int:
+    with statement.open("rb") as stdin:
+        return subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", signer, "-n", "finrelease",
+             "-s", f"{statement}.sig"],
+            stdin=stdin, capture_output=True, timeout=60, check=False,
+        ).returncode  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="./dev bootstrap installs it")
+async def test_signed_statements_in_the_evidence_verify_offline_and_with_ssh_keygen(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    doubles = Doubles()
+    release = make_release(task_queue, 2, risk="medium")
+    async with worker(time_skipping_env.client, task_queue, doubles):
+        handle = await start(time_skipping_env.client, release, task_queue)
+        await approve_all(handle, release)
+        assert (await handle.result()).outcome == Outcome.COMPLETED
+    bundle = doubles.bundles[""]
+    audit = audit_evidence(bundle)
+    assert audit.problems == [] and audit.statements == audit.verified == 3  # start + 2
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(allowed_signers_of(bundle))
+    exported = exported_statements(bundle)
+    for stem, statement, signature in exported:
+        (tmp_path / f"{stem}.json").write_text(statement)
+        (tmp_path / f"{stem}.json.sig").write_text(signature)
+        signer = parse_statement(statement).signer
+        assert _ssh_verify(allowed, signer, tmp_path / f"{stem}.json") == 0, stem
+
+    # one byte of one signature flipped: the audit and ssh-keygen both refuse it
+    stem, statement, signature = exported[1]
+    lines = signature.splitlines()
+    body = lines[1]
+    lines[1] = body[:20] + ("A" if body[20] != "A" else "B") + body[21:]
+    (tmp_path / f"{stem}.json.sig").write_text("\n".join(lines) + "\n")
+    assert _ssh_verify(allowed, parse_statement(statement).signer, tmp_path / f"{stem}.json") != 0
+    tampered = copy.deepcopy(bundle)
+    entry = next(e for e in tampered["entries"] if e["data"].get("statement") == statement)
+    entry["data"]["signature"] = "\n".join(lines) + "\n"
+    problems = audit_evidence(tampered).problems
+    assert any(f"entry {entry['seq']}" in p for p in problems), problems
+    assert any("says approved" in p for p in problems), problems  # the quorum is gone too
